@@ -1,0 +1,24 @@
+"""The project-wide API error format."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from leadgen.errors import ConflictError, ServiceError
+
+
+def exception_handler(exc, context):
+    """Translate the project's service errors once, for every endpoint.
+
+    Body shape: `{"detail": "..."}` or `{"field": ["message", ...], ...}` for field errors.
+    """
+    if isinstance(exc, ServiceError):
+        status = 409 if isinstance(exc, ConflictError) else 400
+        exc = exceptions.APIException(detail=exc.as_detail())
+        exc.status_code = status
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    return drf_exception_handler(exc, context)

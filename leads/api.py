@@ -1,0 +1,3 @@
+from rest_framework import routers
+
+router = routers.DefaultRouter(trailing_slash=True)
