@@ -1,0 +1,166 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+ZERO = Decimal("0")
+
+
+class BatchReport(models.Model):
+    """A batch of reports over a frozen selection of leads, and its budget ledger."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        CANCELLING = "cancelling", "Cancelling"
+        COMPLETED = "completed", "Completed"
+        COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.CANCELLED, Status.FAILED)
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.CANCELLING)
+
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    provider_mode = models.CharField(max_length=10)
+    concurrency = models.PositiveSmallIntegerField(default=10)
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    skip_recent_days = models.PositiveIntegerField(default=30)
+    include_recent = models.BooleanField(default=False)
+    estimated_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    estimate = models.JSONField(default=dict, blank=True, help_text="The cost preview at launch.")
+    actual_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    reserved_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    run = models.PositiveIntegerField(default=1, help_text="Incremented by each retry-failed.")
+    seq = models.PositiveBigIntegerField(default=0, help_text="Progress event sequence number.")
+    stop_reason = models.CharField(max_length=50, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="When completion was announced.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("run_batch", "Can preview, launch, cancel and retry report batches")]
+        indexes = [models.Index(fields=["status", "created_at"], name="batch_status_created")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(concurrency__gte=1, concurrency__lte=50), name="batch_concurrency_1_50"
+            ),
+            models.CheckConstraint(condition=Q(max_retries__lte=10), name="batch_max_retries_at_most_10"),
+            models.CheckConstraint(
+                condition=Q(budget_usd__isnull=True) | Q(budget_usd__gte=0), name="batch_budget_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(actual_cost_usd__gte=0, reserved_usd__gte=0, estimated_cost_usd__gte=0),
+                name="batch_money_not_negative",
+            ),
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="batch_idempotency_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("batches:detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class BatchReportLead(models.Model):
+    """One lead's place in a batch: its status, attempts, lease and what it cost."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+
+    batch = models.ForeignKey(BatchReport, on_delete=models.CASCADE, related_name="leads")
+    lead = models.ForeignKey("leads.Lead", on_delete=models.PROTECT, related_name="batch_rows")
+    position = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    cost_breakdown = models.JSONField(default=dict, blank=True)
+    reserved_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    reserved_on = models.DateField(null=True, blank=True)
+    report = models.ForeignKey(
+        "reports.Report", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backoff: not before this time.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["batch", "position"]
+        indexes = [
+            models.Index(fields=["batch", "status"], name="batch_lead_status"),
+            models.Index(fields=["batch", "-updated_at"], name="batch_lead_recent"),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="processing"),
+                name="batch_lead_lease_expiry",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "lead"], name="batch_lead_unique"),
+            models.UniqueConstraint(fields=["batch", "position"], name="batch_position_unique"),
+            models.CheckConstraint(
+                condition=~Q(status="processing") | (~Q(lease_owner="") & Q(lease_expires_at__isnull=False)),
+                name="batch_lead_processing_has_lease",
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_usd__gte=0, reserved_usd__gte=0), name="batch_lead_money_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.lead_id} {self.status}"
+
+
+class DailySpend(models.Model):
+    """The daily budget ledger: what was spent and what is reserved on one (UTC) day."""
+
+    day = models.DateField(unique=True)
+    spent_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    reserved_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(spent_usd__gte=0, reserved_usd__gte=0), name="daily_spend_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.spent_usd} spent, {self.reserved_usd} reserved"
