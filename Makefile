@@ -16,9 +16,12 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo_setup
+	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/admin/
 	@echo "Leadgen: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops the web server and the workers)"
-	@trap 'kill -TERM $$web $$workers 2>/dev/null; wait' INT TERM; \
+	@# Ctrl-C reaches the whole process group: qcluster stops on its own SIGINT (a second signal while
+	@# it stops can hang it), while daphne, started in the background, ignores SIGINT and needs a TERM.
+	@trap 'kill -TERM $$web 2>/dev/null; wait' INT; \
+	trap 'kill -TERM $$web $$workers 2>/dev/null; wait' TERM; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) leadgen.asgi:application & web=$$!; \
 	$(PY) manage.py qcluster & workers=$$!; \
 	wait

@@ -17,3 +17,7 @@ class ServiceError(Exception):
 
 class ConflictError(ServiceError):
     """The object is in a state that does not allow the operation (HTTP 409)."""
+
+
+class IdempotencyConflict(ServiceError):
+    """An idempotency key reused with a different request (HTTP 422)."""

@@ -5,16 +5,21 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from leadgen.errors import ConflictError, ServiceError
+from leadgen.errors import ConflictError, IdempotencyConflict, ServiceError
 
 
 def exception_handler(exc, context):
     """Translate the project's service errors once, for every endpoint.
 
-    Body shape: `{"detail": "..."}` or `{"field": ["message", ...], ...}` for field errors.
+    Body shape: `{"detail": "..."}` or `{"field": ["message", ...], ...}` for field errors. Status: 409 for
+    ConflictError, 422 for IdempotencyConflict, 400 for any other ServiceError.
     """
     if isinstance(exc, ServiceError):
-        status = 409 if isinstance(exc, ConflictError) else 400
+        status = 400
+        if isinstance(exc, ConflictError):
+            status = 409
+        elif isinstance(exc, IdempotencyConflict):
+            status = 422
         exc = exceptions.APIException(detail=exc.as_detail())
         exc.status_code = status
     elif isinstance(exc, Http404):
