@@ -165,6 +165,8 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 MEDIA_URL = "media/"
 
 LOGIN_URL = "admin:login"
+# Password for the demo superuser that `manage.py demo_setup` (run by `make run`) creates; empty: generated.
+DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 
 _email = env.email_url("EMAIL_URL", default="consolemail://")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
@@ -178,8 +180,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leadgen@localhost")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: a request without credentials gets 401 with `WWW-Authenticate: Token`.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["leadgen.api.ModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "leadgen.api.Pagination",
@@ -199,6 +202,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "BatchStatusEnum": "batches.models.BatchReport.Status",
+        "BatchLeadStatusEnum": "batches.models.BatchReportLead.Status",
+        "LeadStatusEnum": "leads.models.Lead.Status",
+    },
 }
 
 # Providers and reports.
@@ -215,6 +223,14 @@ LLM_MODEL = env.str("LLM_MODEL", default="gpt-4o-mini")
 SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=300)
 SANDBOX_FAILURE_RATE = env.float("SANDBOX_FAILURE_RATE", default=0.05)
 SANDBOX_SEED = env.str("SANDBOX_SEED", default="leadgen")
+# Per-provider failure rates for fault drills, e.g. "pagespeed=1.0,semrush=0.2" (others use
+# SANDBOX_FAILURE_RATE).
+SANDBOX_PROVIDER_FAILURE_RATES = {
+    name.strip(): float(rate)
+    for name, _, rate in (
+        item.partition("=") for item in env.list("SANDBOX_PROVIDER_FAILURE_RATES", default=[])
+    )
+}
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=20.0)
 
 # Batches.
@@ -223,6 +239,12 @@ BATCH_MAX_LEADS = env.int("BATCH_MAX_LEADS", default=10_000)
 BATCH_LEASE_SECONDS = env.int("BATCH_LEASE_SECONDS", default=120)
 RUNNER_SLICE_SECONDS = env.int("RUNNER_SLICE_SECONDS", default=240)
 RECOVERY_INTERVAL_MINUTES = env.int("RECOVERY_INTERVAL_MINUTES", default=1)
+BATCH_RETRY_BASE_SECONDS = env.float("BATCH_RETRY_BASE_SECONDS", default=2.0)
+BATCH_RETRY_MAX_SECONDS = env.float("BATCH_RETRY_MAX_SECONDS", default=120.0)
+BATCH_RUNNERS_PER_BATCH = env.int("BATCH_RUNNERS_PER_BATCH", default=2)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=3)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 
 LOGGING = {
     "version": 1,
@@ -230,7 +252,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # httpx logs every request URL at INFO, and provider URLs carry API keys.
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 if not DEBUG:

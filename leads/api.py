@@ -8,6 +8,10 @@ router = routers.DefaultRouter(trailing_slash=True)
 
 
 class LeadSerializer(serializers.ModelSerializer):
+    # Plain strings in the schema: a lead without a website or email has "", which is no URI or address.
+    website = serializers.CharField(read_only=True, help_text="The lead's site URL, or empty.")
+    email = serializers.CharField(read_only=True, help_text="Contact email, or empty.")
+
     class Meta:
         model = Lead
         fields = [

@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from leadgen.filters import UtcIsoDateTimeFilter
 from leads.models import Lead
 
 RECENT_REPORT_DAYS = 30
@@ -100,10 +101,10 @@ class LeadFilter(django_filters.FilterSet):
         choices=ReportAge.choices, method="filter_report_age", label="Last report"
     )
     search = django_filters.CharFilter(method="filter_search", label="Company name, domain or email")
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="gte", label="Created at or after (ISO 8601)"
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="lt", label="Created before (ISO 8601)"
     )
 

@@ -74,10 +74,10 @@ def test_invalid_filter_values_are_a_400_with_field_errors(api, query, field):
 
 
 def test_anonymous_is_refused():
-    # SessionAuthentication comes first and sends no WWW-Authenticate challenge, so DRF answers 403.
     response = APIClient().get(URL)
 
-    assert response.status_code == 403
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
     assert response.json() == {"detail": "Authentication credentials were not provided."}
 
 
