@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 
 ZERO = Decimal("0")
@@ -37,14 +37,19 @@ class BatchReport(models.Model):
     include_recent = models.BooleanField(default=False)
     estimated_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
     estimate = models.JSONField(default=dict, blank=True, help_text="The cost preview at launch.")
-    actual_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
-    reserved_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    # The ledger keeps the call log's 6 places so that actual == sum of call costs exactly; the
+    # snapshot shows 4.
+    actual_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
+    reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
     run = models.PositiveIntegerField(default=1, help_text="Incremented by each retry-failed.")
     seq = models.PositiveBigIntegerField(default=0, help_text="Progress event sequence number.")
     stop_reason = models.CharField(max_length=50, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True, help_text="When completion was announced.")
+    runner_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of a runner (or of an enqueue) for this batch."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -54,7 +59,10 @@ class BatchReport(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("run_batch", "Can preview, launch, cancel and retry report batches")]
-        indexes = [models.Index(fields=["status", "created_at"], name="batch_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="batch_status_created"),
+            models.Index(fields=["created_by", "-created_at"], name="batch_user_created"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(concurrency__gte=1, concurrency__lte=50), name="batch_concurrency_1_50"
@@ -102,12 +110,13 @@ class BatchReportLead(models.Model):
     lead = models.ForeignKey("leads.Lead", on_delete=models.PROTECT, related_name="batch_rows")
     position = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="All attempts, over every run.")
+    run_attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts in the current run.")
     last_error = models.TextField(blank=True)
     error_code = models.CharField(max_length=50, blank=True)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
     cost_breakdown = models.JSONField(default=dict, blank=True)
-    reserved_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
     reserved_on = models.DateField(null=True, blank=True)
     report = models.ForeignKey(
         "reports.Report", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -124,6 +133,7 @@ class BatchReportLead(models.Model):
         ordering = ["batch", "position"]
         indexes = [
             models.Index(fields=["batch", "status"], name="batch_lead_status"),
+            models.Index(fields=["batch", "status", "position"], name="batch_lead_claim"),
             models.Index(fields=["batch", "-updated_at"], name="batch_lead_recent"),
             models.Index(
                 fields=["lease_expires_at"],
@@ -139,6 +149,11 @@ class BatchReportLead(models.Model):
                 name="batch_lead_processing_has_lease",
             ),
             models.CheckConstraint(
+                condition=Q(status="processing") | Q(reserved_usd=0),
+                name="batch_lead_reserved_only_in_flight",
+            ),
+            models.CheckConstraint(condition=Q(run_attempts__lte=F("attempts")), name="batch_lead_attempts"),
+            models.CheckConstraint(
                 condition=Q(cost_usd__gte=0, reserved_usd__gte=0), name="batch_lead_money_not_negative"
             ),
         ]
@@ -151,8 +166,8 @@ class DailySpend(models.Model):
     """The daily budget ledger: what was spent and what is reserved on one (UTC) day."""
 
     day = models.DateField(unique=True)
-    spent_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
-    reserved_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
+    spent_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
+    reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
 
     class Meta:
         ordering = ["-day"]
@@ -164,3 +179,56 @@ class DailySpend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.spent_usd} spent, {self.reserved_usd} reserved"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of signed completion webhooks.
+
+    Each POST carries `X-Leadgen-Timestamp: <unix seconds>` and
+    `X-Leadgen-Signature: sha256=<hex HMAC-SHA256 of f"{timestamp}.{raw body}" keyed with secret>`.
+    """
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver one event to one endpoint (all attempts of an event share `event_id`)."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        RETRYING = "retrying", "Failed, will retry"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    batch = models.ForeignKey(
+        BatchReport, null=True, on_delete=models.SET_NULL, related_name="webhook_deliveries"
+    )
+    event = models.CharField(max_length=50)
+    event_id = models.CharField(max_length=64, db_index=True)
+    attempt = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id", "endpoint", "attempt"], name="webhook_attempt_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.attempt} to {self.endpoint_id}: {self.status}"

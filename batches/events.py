@@ -1,0 +1,53 @@
+"""The one place that talks to the channel layer about batches.
+
+Events are hints ("something changed, re-read the snapshot"), sent after the surrounding transaction
+commits, coalesced to at most one progress event per second per batch; the terminal event always goes.
+A failure to send is logged and never breaks the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+
+from batches.models import BatchReport
+
+logger = logging.getLogger(__name__)
+
+GROUP_NAME_FORMAT = "batch-{id}"
+PROGRESS = "batch.progress"
+FINISHED = "batch.finished"
+THROTTLE_SECONDS = 1
+
+
+def batch_group(batch_id: int) -> str:
+    return GROUP_NAME_FORMAT.format(id=batch_id)
+
+
+def batch_event_emit(*, batch_id: int, finished: bool = False) -> bool:
+    """Bump the batch's `seq` and send the event once the current transaction commits.
+
+    Progress events are throttled per batch (shared cache, so across processes when Redis is
+    configured); returns whether an event was scheduled.
+    """
+    if not finished and not cache.add(f"batch-event-throttle:{batch_id}", 1, timeout=THROTTLE_SECONDS):
+        return False
+    BatchReport.objects.filter(pk=batch_id).update(seq=F("seq") + 1)
+    seq = BatchReport.objects.filter(pk=batch_id).values_list("seq", flat=True).first() or 0
+    message = {"type": FINISHED if finished else PROGRESS, "batch_id": batch_id, "seq": seq}
+    transaction.on_commit(lambda: _send(batch_id, message))
+    return True
+
+
+def _send(batch_id: int, message: dict) -> None:
+    try:
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(batch_group(batch_id), message)
+    except Exception:
+        logger.warning("could not send %s for batch %s", message["type"], batch_id, exc_info=True)

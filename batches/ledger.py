@@ -1,0 +1,93 @@
+"""The budget ledger: reserve a lead's worst case before its paid calls, settle to what it paid after.
+
+Every change is a conditional or relative UPDATE (`SET reserved = reserved + x WHERE actual + reserved
++ x <= budget`), so concurrent workers on any number of hosts can never overspend a batch budget or the
+daily budget: the database serialises the updates of one row and re-checks the condition on the row it
+finally updates. What a lead paid is always read from the call log (reports.ProviderCall), the truth.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Sum
+
+from batches.costs import ZERO
+from batches.models import BatchReport, DailySpend
+
+BUDGET_EXHAUSTED = "budget_exhausted"
+DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
+
+
+def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
+    """Reserve `amount` on the batch and on `day`'s ledger, both or neither.
+
+    Returns None when reserved, else the reason (BUDGET_EXHAUSTED or DAILY_BUDGET_EXHAUSTED).
+    """
+    if amount <= 0:
+        return None
+    with transaction.atomic():
+        reserved = (
+            BatchReport.objects.filter(pk=batch_id)
+            .filter(
+                Q(budget_usd__isnull=True)
+                | Q(budget_usd__gte=F("actual_cost_usd") + F("reserved_usd") + amount)
+            )
+            .update(reserved_usd=F("reserved_usd") + amount)
+        )
+        if not reserved:
+            return BUDGET_EXHAUSTED
+        DailySpend.objects.get_or_create(day=day)
+        reserved = (
+            DailySpend.objects.filter(day=day)
+            .filter(spent_usd__lte=settings.DAILY_BUDGET_USD - amount - F("reserved_usd"))
+            .update(reserved_usd=F("reserved_usd") + amount)
+        )
+        if not reserved:
+            transaction.set_rollback(True)
+            return DAILY_BUDGET_EXHAUSTED
+    return None
+
+
+def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date | None) -> None:
+    """Release a reservation and book what was paid (both may be zero). Call inside the lead's update."""
+    if not released and not paid:
+        return
+    BatchReport.objects.filter(pk=batch_id).update(
+        actual_cost_usd=F("actual_cost_usd") + paid, reserved_usd=F("reserved_usd") - released
+    )
+    if day is None:
+        if not paid:
+            return
+        from batches.selectors import today
+
+        day = today()
+        DailySpend.objects.get_or_create(day=day)
+    DailySpend.objects.filter(day=day).update(
+        spent_usd=F("spent_usd") + paid, reserved_usd=F("reserved_usd") - released
+    )
+
+
+def paid_for_rows(row_ids) -> Decimal:
+    """What the call log says the given batch lead rows paid, over all attempts."""
+    from reports.models import ProviderCall
+
+    total = ProviderCall.objects.filter(batch_lead_id__in=row_ids).aggregate(total=Sum("cost_usd"))["total"]
+    return total or ZERO
+
+
+def paid_breakdown(row_id: int) -> tuple[Decimal, dict[str, str]]:
+    """What one batch lead row paid in total and per provider (decimal strings), from the call log."""
+    from reports.models import ProviderCall
+
+    rows = (
+        ProviderCall.objects.filter(batch_lead_id=row_id)
+        .values("provider")
+        .annotate(total=Sum("cost_usd"))
+        .order_by("provider")
+    )
+    breakdown = {row["provider"]: row["total"] or ZERO for row in rows}
+    return sum(breakdown.values(), ZERO), {provider: str(cost) for provider, cost in breakdown.items()}

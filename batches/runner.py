@@ -1,0 +1,490 @@
+"""The batch engine: claim, process, settle, finish, recover.
+
+PostgreSQL (or SQLite) is the source of truth and the queue only triggers work:
+
+- claim: a short transaction locks the batch row, counts the unexpired in-flight leads (at most
+  `concurrency` across every runner and host), picks the next due pending lead
+  (`select_for_update(skip_locked=True)` on PostgreSQL), reserves its worst-case cost in the ledger and
+  leases it to one worker (`lease_owner` = host:pid:uuid, `lease_expires_at`);
+- process: `reports.services.report_generate` runs outside any transaction; a heartbeat thread keeps
+  the leases of in-flight leads alive;
+- settle: a transaction whose UPDATE is guarded by `lease_owner` and `status=processing` writes the
+  result, books what the call log says was paid and releases the reservation; transient errors go back
+  to `pending` with exponential backoff and jitter until `max_retries`;
+- finish: whoever sees no open lead left moves the batch to its final status under the batch lock and
+  announces it once (conditional UPDATE on `notified_at IS NULL`);
+- recover: expired leases (killed workers) are settled and put back, and batches with work and no live
+  runner get new runner tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import close_old_connections, connection, connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from batches import events
+from batches.costs import ZERO, worst_case_cost
+from batches.ledger import BUDGET_EXHAUSTED, ledger_reserve, ledger_settle, paid_breakdown, paid_for_rows
+from batches.models import BatchReport, BatchReportLead
+
+logger = logging.getLogger(__name__)
+
+Lead = BatchReportLead.Status
+Batch = BatchReport.Status
+
+STOP = "stop"
+DONE = "done"
+WAIT = "wait"
+WORKER_LOST = "worker_lost"
+INTERNAL_ERROR = "internal_error"
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def lease_seconds() -> int:
+    return settings.BATCH_LEASE_SECONDS
+
+
+@dataclass
+class Claim:
+    row_id: int
+    lead_id: int
+    attempt: int
+    run_attempt: int
+    owner: str
+
+
+@dataclass
+class Result:
+    """What processing one lead produced, in the runner's own terms."""
+
+    report_id: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    transient: bool = False
+    retry_after: float | None = None
+    duration_ms: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.report_id is not None and not self.error_code
+
+
+@dataclass
+class SliceStats:
+    processed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def runners_enqueue(*, batch_id: int, count: int = 1) -> None:
+    """Queue `count` runner tasks for the batch once the current transaction commits."""
+    from django_q.tasks import async_task
+
+    def enqueue():
+        for _ in range(count):
+            async_task("batches.tasks.batch_run_task", batch_id, task_name=f"batch-{batch_id}-runner")
+
+    BatchReport.objects.filter(pk=batch_id).update(runner_heartbeat_at=timezone.now())
+    transaction.on_commit(enqueue)
+
+
+def _worst_case(lead, prices) -> Decimal:
+    from reports import pricing
+    from reports.providers import applicable_providers
+    from reports.selectors import fresh_cache_pairs
+
+    cached = {provider for _, provider in fresh_cache_pairs(leads=[lead])}
+    return worst_case_cost(
+        providers=applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email)),
+        prices=prices,
+        cached=cached,
+        max_input_tokens=pricing.LLM_MAX_INPUT_TOKENS,
+        max_output_tokens=pricing.LLM_MAX_OUTPUT_TOKENS,
+    )
+
+
+def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
+    """Lease the next due lead of the batch to `owner`, or say why not (STOP, DONE or WAIT)."""
+    with transaction.atomic():
+        batch = (
+            BatchReport.objects.select_for_update()
+            .only("status", "concurrency", "started_at", "budget_usd")
+            .filter(pk=batch_id)
+            .first()
+        )
+        if batch is None or batch.status not in (Batch.QUEUED, Batch.RUNNING):
+            return STOP
+        now = timezone.now()
+        rows = BatchReportLead.objects.filter(batch_id=batch_id)
+        if rows.filter(status=Lead.PROCESSING, lease_expires_at__gt=now).count() >= batch.concurrency:
+            return WAIT
+        due = (
+            rows.filter(status=Lead.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .select_related("lead")
+            .order_by("position")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        row = due.first()
+        if row is None:
+            return WAIT if rows.filter(status=Lead.PENDING).exists() else DONE
+        day = now.date()
+        amount = _worst_case(row.lead, prices)
+        refused = ledger_reserve(batch_id=batch_id, amount=amount, day=day)
+        if refused:
+            _budget_exhausted(batch_id=batch_id, reason=refused, now=now)
+            return DONE
+        rows.filter(pk=row.pk, status=Lead.PENDING).update(
+            status=Lead.PROCESSING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds()),
+            attempts=row.attempts + 1,
+            run_attempts=row.run_attempts + 1,
+            started_at=row.started_at or now,
+            reserved_usd=amount,
+            reserved_on=day if amount else None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        updates = {"runner_heartbeat_at": now}
+        if batch.status == Batch.QUEUED:
+            updates.update(status=Batch.RUNNING, started_at=batch.started_at or now)
+        BatchReport.objects.filter(pk=batch_id).update(**updates)
+        return Claim(
+            row_id=row.pk,
+            lead_id=row.lead_id,
+            attempt=row.attempts + 1,
+            run_attempt=row.run_attempts + 1,
+            owner=owner,
+        )
+
+
+def _budget_exhausted(*, batch_id: int, reason: str, now) -> None:
+    """The budget cannot cover the next lead: every lead not yet started is skipped."""
+    message = (
+        "The batch budget is exhausted." if reason == BUDGET_EXHAUSTED else "The daily budget is exhausted."
+    )
+    BatchReportLead.objects.filter(batch_id=batch_id, status=Lead.PENDING).update(
+        status=Lead.SKIPPED,
+        error_code=BUDGET_EXHAUSTED,
+        last_error=message,
+        next_attempt_at=None,
+        finished_at=now,
+        updated_at=now,
+    )
+    BatchReport.objects.filter(pk=batch_id, stop_reason="").update(stop_reason=BUDGET_EXHAUSTED)
+    logger.info("batch %s: %s", batch_id, message)
+
+
+def process(claim: Claim) -> Result:
+    """Build the lead's report; provider calls happen here, outside any transaction."""
+    from leads.models import Lead as LeadModel
+    from reports.services import report_generate
+
+    started = time.monotonic()
+    try:
+        lead = LeadModel.objects.get(pk=claim.lead_id)
+        outcome = report_generate(lead=lead, batch_lead_id=claim.row_id, attempt=claim.attempt)
+    except Exception as exc:
+        logger.exception("lead %s of batch row %s raised", claim.lead_id, claim.row_id)
+        return Result(
+            error_code=INTERNAL_ERROR,
+            error_message=f"{type(exc).__name__}: {exc}"[:2000],
+            transient=True,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    duration_ms = int((time.monotonic() - started) * 1000)
+    error = outcome.error
+    if error is None and outcome.report is not None:
+        return Result(report_id=outcome.report.pk, duration_ms=duration_ms)
+    if error is None:
+        return Result(
+            error_code=INTERNAL_ERROR, error_message="No report and no error.", duration_ms=duration_ms
+        )
+    return Result(
+        error_code=error.code or "provider_error",
+        error_message=f"{error.provider}: {error.message}"[:2000],
+        transient=bool(error.transient),
+        retry_after=error.retry_after,
+        duration_ms=duration_ms,
+    )
+
+
+def retry_delay(*, run_attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter around the base, at least Retry-After, capped."""
+    base = settings.BATCH_RETRY_BASE_SECONDS * 2 ** (run_attempt - 1)
+    delay = base * random.uniform(0.5, 1.5)
+    if retry_after and settings.BATCH_RETRY_BASE_SECONDS > 0:
+        delay = max(delay, retry_after)
+    return min(delay, settings.BATCH_RETRY_MAX_SECONDS)
+
+
+def settle(claim: Claim, result: Result) -> str | None:
+    """Write the result if `claim.owner` still holds the lease; returns the lead's new status or None."""
+    now = timezone.now()
+    with transaction.atomic():
+        held = BatchReportLead.objects.filter(
+            pk=claim.row_id, lease_owner=claim.owner, status=Lead.PROCESSING
+        )
+        row = held.select_for_update().only("batch_id", "cost_usd", "reserved_usd", "reserved_on").first()
+        if row is None:
+            logger.warning("batch row %s: lease lost by %s before settling", claim.row_id, claim.owner)
+            return None
+        batch = BatchReport.objects.only("status", "max_retries").get(pk=row.batch_id)
+        paid_total, breakdown = paid_breakdown(claim.row_id)
+        updates = {
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "reserved_usd": ZERO,
+            "reserved_on": None,
+            "cost_usd": paid_total,
+            "cost_breakdown": breakdown,
+            "duration_ms": result.duration_ms,
+            "updated_at": now,
+        }
+        if result.succeeded:
+            status = Lead.SUCCEEDED
+            updates.update(report_id=result.report_id, last_error="", error_code="", finished_at=now)
+        elif result.transient and claim.run_attempt <= batch.max_retries and batch.status != Batch.CANCELLING:
+            status = Lead.PENDING
+            delay = retry_delay(run_attempt=claim.run_attempt, retry_after=result.retry_after)
+            updates.update(
+                last_error=result.error_message,
+                error_code=result.error_code,
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+        else:
+            status = Lead.CANCELLED if result.transient and batch.status == Batch.CANCELLING else Lead.FAILED
+            updates.update(last_error=result.error_message, error_code=result.error_code, finished_at=now)
+        held.update(status=status, **updates)
+        ledger_settle(
+            batch_id=row.batch_id,
+            released=row.reserved_usd,
+            paid=paid_total - row.cost_usd,
+            day=row.reserved_on,
+        )
+        events.batch_event_emit(batch_id=row.batch_id)
+    return status
+
+
+def batch_finish_if_done(*, batch_id: int) -> bool:
+    """Give the batch its final status when no lead is open; True only for the caller that did it."""
+    with transaction.atomic():
+        batch = BatchReport.objects.select_for_update().filter(pk=batch_id).first()
+        if batch is None or batch.status not in BatchReport.ACTIVE:
+            return False
+        rows = BatchReportLead.objects.filter(batch_id=batch_id)
+        if rows.filter(status__in=(Lead.PENDING, Lead.PROCESSING)).exists():
+            return False
+        now = timezone.now()
+        if batch.status == Batch.CANCELLING:
+            status = Batch.CANCELLED
+        elif rows.filter(
+            Q(status=Lead.FAILED) | Q(status=Lead.SKIPPED, error_code=BUDGET_EXHAUSTED)
+        ).exists():
+            status = Batch.COMPLETED_WITH_ERRORS
+        else:
+            status = Batch.COMPLETED
+        # The call log is the truth: book what a late (lease-lost) worker paid after its lead was settled.
+        paid = paid_for_rows(rows.values("pk"))
+        drift = paid - batch.actual_cost_usd
+        if drift:
+            logger.warning("batch %s: booking %s USD paid after a lost lease", batch_id, drift)
+            ledger_settle(batch_id=batch_id, released=ZERO, paid=drift, day=None)
+        BatchReport.objects.filter(pk=batch_id).update(status=status, finished_at=now, updated_at=now)
+        events.batch_event_emit(batch_id=batch_id, finished=True)
+        if BatchReport.objects.filter(pk=batch_id, notified_at__isnull=True).update(notified_at=now):
+            transaction.on_commit(lambda: _announce(batch_id))
+    logger.info("batch %s finished: %s", batch_id, status)
+    return True
+
+
+def _announce(batch_id: int) -> None:
+    from batches.webhooks import completion_announce
+
+    try:
+        completion_announce(batch_id=batch_id)
+    except Exception:
+        logger.exception("could not announce the completion of batch %s", batch_id)
+
+
+def _worker(
+    batch_id: int, deadline: float, prices: dict, owners: set, stats: SliceStats, stop: threading.Event
+):
+    owner = new_owner()
+    owners.add(owner)
+    try:
+        while time.monotonic() < deadline and not stop.is_set():
+            claim = claim_next(batch_id=batch_id, owner=owner, prices=prices)
+            if claim == STOP:
+                break
+            if claim == DONE:
+                batch_finish_if_done(batch_id=batch_id)
+                break
+            if claim == WAIT:
+                time.sleep(random.uniform(0.05, 0.25))
+                continue
+            result = process(claim)
+            settle(claim, result)
+            with stats.lock:
+                stats.processed += 1
+    finally:
+        owners.discard(owner)
+        connections.close_all()
+
+
+def _heartbeat(batch_id: int, owners: set, stop: threading.Event) -> None:
+    interval = max(lease_seconds() / 3.0, 0.2)
+    try:
+        while not stop.wait(interval):
+            now = timezone.now()
+            live = list(owners)
+            if live:
+                BatchReportLead.objects.filter(
+                    batch_id=batch_id, status=Lead.PROCESSING, lease_owner__in=live
+                ).update(lease_expires_at=now + timedelta(seconds=lease_seconds()))
+            BatchReport.objects.filter(pk=batch_id).update(runner_heartbeat_at=now)
+    finally:
+        connections.close_all()
+
+
+def run_slice(
+    *, batch_id: int, max_seconds: float | None = None, workers: int | None = None, follow_up: bool = True
+) -> int:
+    """Work on the batch with up to `concurrency` threads for at most RUNNER_SLICE_SECONDS.
+
+    Re-enqueues itself when work remains (`follow_up`), so long batches run as a chain of bounded
+    tasks that any worker on any host may pick up. Returns the number of leads processed.
+    """
+    from reports.selectors import price_table
+
+    close_old_connections()
+    batch = BatchReport.objects.filter(pk=batch_id).only("status", "concurrency").first()
+    if batch is None or batch.status not in (Batch.QUEUED, Batch.RUNNING):
+        if batch is not None:
+            batch_finish_if_done(batch_id=batch_id)
+        return 0
+    deadline = time.monotonic() + (max_seconds if max_seconds is not None else settings.RUNNER_SLICE_SECONDS)
+    prices = price_table()
+    owners: set[str] = set()
+    stats = SliceStats()
+    stop = threading.Event()
+    heartbeat = threading.Thread(target=_heartbeat, args=(batch_id, owners, stop), daemon=True)
+    heartbeat.start()
+    size = max(1, min(workers or batch.concurrency, batch.concurrency))
+    try:
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"batch-{batch_id}") as pool:
+            futures = [
+                pool.submit(_worker, batch_id, deadline, prices, owners, stats, stop) for _ in range(size)
+            ]
+            for future in futures:
+                future.result()
+    finally:
+        stop.set()
+        heartbeat.join()
+    if not batch_finish_if_done(batch_id=batch_id) and follow_up:
+        with transaction.atomic():
+            if BatchReportLead.objects.filter(batch_id=batch_id, status=Lead.PENDING).exists() and (
+                BatchReport.objects.filter(pk=batch_id, status__in=(Batch.QUEUED, Batch.RUNNING)).exists()
+            ):
+                runners_enqueue(batch_id=batch_id)
+    return stats.processed
+
+
+def recover(*, now=None) -> dict:
+    """Reclaim expired leases and restart batches that have work but no live runner.
+
+    An expired lead's paid calls are booked from the call log and its reservation released; it goes
+    back to `pending` (its paid provider data is cached, so the retry does not pay again) or, when its
+    attempts are used up, to `failed` with error_code `worker_lost`.
+    """
+    now = now or timezone.now()
+    reclaimed = failed = 0
+    expired = list(
+        BatchReportLead.objects.filter(status=Lead.PROCESSING, lease_expires_at__lt=now).values_list(
+            "pk", flat=True
+        )[:5000]
+    )
+    for row_id in expired:
+        with transaction.atomic():
+            held = BatchReportLead.objects.filter(pk=row_id, status=Lead.PROCESSING, lease_expires_at__lt=now)
+            locked = held
+            if connection.features.has_select_for_update_skip_locked:
+                locked = held.select_for_update(skip_locked=True)
+            row = locked.select_related("batch").first()
+            if row is None:
+                continue
+            paid_total, breakdown = paid_breakdown(row.pk)
+            exhausted = row.run_attempts > row.batch.max_retries
+            cancelling = row.batch.status == Batch.CANCELLING
+            updates = {
+                "lease_owner": "",
+                "lease_expires_at": None,
+                "reserved_usd": ZERO,
+                "reserved_on": None,
+                "cost_usd": paid_total,
+                "cost_breakdown": breakdown,
+                "updated_at": now,
+            }
+            if exhausted or cancelling:
+                updates.update(
+                    status=Lead.CANCELLED if cancelling else Lead.FAILED,
+                    error_code=WORKER_LOST,
+                    last_error="The worker processing this lead stopped responding.",
+                    finished_at=now,
+                )
+                failed += 1
+            else:
+                updates.update(status=Lead.PENDING, next_attempt_at=None)
+                reclaimed += 1
+            held.filter(lease_owner=row.lease_owner).update(**updates)
+            ledger_settle(
+                batch_id=row.batch_id,
+                released=row.reserved_usd,
+                paid=paid_total - row.cost_usd,
+                day=row.reserved_on,
+            )
+            events.batch_event_emit(batch_id=row.batch_id)
+
+    restarted = finished = 0
+    stale = now - timedelta(seconds=lease_seconds())
+    for batch in BatchReport.objects.filter(status__in=BatchReport.ACTIVE).only(
+        "status", "concurrency", "runner_heartbeat_at"
+    ):
+        rows = BatchReportLead.objects.filter(batch=batch)
+        if not rows.filter(status__in=(Lead.PENDING, Lead.PROCESSING)).exists():
+            finished += batch_finish_if_done(batch_id=batch.pk)
+            continue
+        if rows.filter(status=Lead.PROCESSING).exists():
+            continue
+        if batch.runner_heartbeat_at and batch.runner_heartbeat_at > stale:
+            continue
+        if batch.status != Batch.CANCELLING:
+            with transaction.atomic():
+                runners_enqueue(batch_id=batch.pk, count=runner_count(batch.concurrency))
+            restarted += 1
+    result = {"reclaimed": reclaimed, "failed": failed, "restarted": restarted, "finished": finished}
+    if any(result.values()):
+        logger.info("batch recovery: %s", result)
+    return result
+
+
+def runner_count(concurrency: int) -> int:
+    return max(1, min(settings.BATCH_RUNNERS_PER_BATCH, concurrency))

@@ -1,0 +1,290 @@
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from batches.models import BatchReport, BatchReportLead
+from batches.runner import claim_next, new_owner, process, settle
+from batches.services import batch_cancel, batch_create_draft, batch_launch, batch_retry_failed
+from batches.tests.engine import ScriptedTransport, make_leads, make_user, run_to_end
+from reports.models import ProviderCall
+from reports.sandbox import override_transport
+
+S = BatchReportLead.Status
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast_sandbox(settings):
+    settings.SANDBOX_LATENCY_MS = 0
+    settings.SANDBOX_FAILURE_RATE = 0.0
+    settings.BATCH_RETRY_BASE_SECONDS = 0
+    settings.BATCH_RETRY_MAX_SECONDS = 0
+
+
+def launch(leads, user=None, **options):
+    batch = batch_create_draft(user=user, lead_ids=[lead.pk for lead in leads], **options)
+    return batch_launch(batch=batch, user=user, enqueue=False)
+
+
+def rows(batch):
+    return {
+        row.lead.domain: row for row in BatchReportLead.objects.filter(batch=batch).select_related("lead")
+    }
+
+
+def test_transient_failures_are_retried_and_the_lead_succeeds_on_the_third_attempt():
+    leads = make_leads(4)
+    batch = launch(leads, max_retries=3)
+    with override_transport(ScriptedTransport({("pagespeed", "lead0.example.com"): 2})):
+        batch = run_to_end(batch.pk)
+    by_domain = rows(batch)
+    flaky = by_domain["lead0.example.com"]
+    assert (flaky.status, flaky.attempts, flaky.error_code, flaky.last_error) == (S.SUCCEEDED, 3, "", "")
+    assert [row.attempts for domain, row in sorted(by_domain.items())][1:] == [1, 1, 1]
+    assert batch.status == BatchReport.Status.COMPLETED
+    calls = ProviderCall.objects.filter(batch_lead_id=flaky.pk)
+    assert list(calls.filter(provider="pagespeed").order_by("attempt").values_list("attempt", "status")) == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "succeeded"),
+    ]
+    # What succeeded on attempt 1 was paid once and reused from the cache afterwards.
+    assert list(calls.filter(provider="semrush").order_by("attempt").values_list("status", flat=True)) == [
+        "succeeded",
+        "cached",
+        "cached",
+    ]
+    paid = ProviderCall.objects.filter(batch_lead_id__in=[r.pk for r in by_domain.values()])
+    assert batch.actual_cost_usd == paid.aggregate(total=Sum("cost_usd"))["total"]
+    assert flaky.cost_usd == calls.aggregate(total=Sum("cost_usd"))["total"]
+    assert batch.reserved_usd == 0
+
+
+def test_a_lead_failing_every_attempt_fails_after_max_retries_without_stopping_the_batch():
+    leads = make_leads(3)
+    batch = launch(leads, max_retries=2)
+    with override_transport(ScriptedTransport({("semrush", "lead1.example.com"): -1})):
+        batch = run_to_end(batch.pk)
+    by_domain = rows(batch)
+    failed = by_domain["lead1.example.com"]
+    assert (failed.status, failed.attempts) == (S.FAILED, 3)
+    assert failed.last_error.startswith("semrush:")
+    assert failed.report_id is None and failed.reserved_usd == 0
+    assert {by_domain["lead0.example.com"].status, by_domain["lead2.example.com"].status} == {S.SUCCEEDED}
+    assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
+    assert ProviderCall.objects.filter(batch_lead_id=failed.pk, provider="semrush").count() == 3
+
+
+def test_a_permanent_error_fails_at_the_first_attempt():
+    good = make_leads(2)
+    broken = make_leads(1, prefix="gone")[0]
+    broken.website, broken.domain = "https://gone.invalid", "gone.invalid"
+    broken.save()
+    batch = launch([*good, broken], max_retries=3)
+    batch = run_to_end(batch.pk)
+    row = BatchReportLead.objects.get(batch=batch, lead=broken)
+    assert (row.status, row.attempts) == (S.FAILED, 1)
+    assert row.error_code
+    assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() == 2
+    assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
+
+
+def test_cancel_mid_batch_starts_nothing_new_lets_in_flight_finish_and_cancels_the_rest(settings):
+    settings.SANDBOX_LATENCY_MS = 40
+    user = make_user()
+    batch = launch(make_leads(30), user=user, concurrency=2)
+    runner = threading.Thread(target=run_to_end, args=(batch.pk,))
+    runner.start()
+    deadline = time.monotonic() + 20
+    while BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    batch_cancel(batch=batch, user=user)
+    cancelled_at = timezone.now()
+    runner.join(30)
+    batch.refresh_from_db()
+    counts = dict(BatchReportLead.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")))
+    assert batch.status == BatchReport.Status.CANCELLED and batch.finished_at is not None
+    assert set(counts) == {S.SUCCEEDED, S.CANCELLED}
+    assert counts[S.SUCCEEDED] + counts[S.CANCELLED] == 30
+    assert not BatchReportLead.objects.filter(batch=batch, started_at__gt=cancelled_at).exists()
+    assert BatchReportLead.objects.filter(batch=batch, status=S.CANCELLED, attempts__gt=0).count() == 0
+    assert len(mail.outbox) == 1
+
+
+def test_retry_failed_reruns_only_the_failed_leads():
+    user = make_user()
+    batch = launch(make_leads(5), user=user, max_retries=0)
+    with override_transport(ScriptedTransport({("screenshot", "lead3.example.com"): -1})):
+        batch = run_to_end(batch.pk)
+    assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
+    first_cost = batch.actual_cost_usd
+    batch = batch_retry_failed(batch=batch, user=user)
+    assert (batch.status, batch.run, batch.finished_at) == (BatchReport.Status.QUEUED, 2, None)
+    batch = run_to_end(batch.pk)
+    by_domain = rows(batch)
+    assert batch.status == BatchReport.Status.COMPLETED
+    assert by_domain["lead3.example.com"].attempts == 2
+    assert sorted(row.attempts for row in by_domain.values()) == [1, 1, 1, 1, 2]
+    assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() == 5
+    # The retry paid only the screenshot and the LLM (which runs once the data is complete); the rest
+    # of lead 3's data came from the cache.
+    retry_paid = ProviderCall.objects.filter(batch_lead_id=by_domain["lead3.example.com"].pk, attempt=2)
+    assert set(retry_paid.filter(status="succeeded").values_list("provider", flat=True)) == {
+        "screenshot",
+        "llm",
+    }
+    assert batch.actual_cost_usd == first_cost + retry_paid.aggregate(total=Sum("cost_usd"))["total"]
+    assert len(mail.outbox) == 2
+
+
+def test_completion_is_announced_once_when_two_runners_finish_together():
+    user = make_user()
+    batch = launch(make_leads(12), user=user, concurrency=6)
+    threads = [threading.Thread(target=run_to_end, args=(batch.pk,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    batch.refresh_from_db()
+    assert batch.status == BatchReport.Status.COMPLETED
+    assert batch.notified_at is not None
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["cpo@example.com"]
+    assert "completed" in mail.outbox[0].subject
+    assert "Leads: 12 - succeeded 12" in mail.outbox[0].body
+
+
+def test_a_settle_by_a_worker_that_lost_its_lease_is_ignored():
+    batch = launch(make_leads(1))
+    owner = new_owner()
+    from reports.selectors import price_table
+
+    claim = claim_next(batch_id=batch.pk, owner=owner, prices=price_table())
+    BatchReportLead.objects.filter(pk=claim.row_id).update(lease_owner="someone-else")
+    assert settle(claim, process(claim)) is None
+    row = BatchReportLead.objects.get(pk=claim.row_id)
+    assert (row.status, row.lease_owner) == (S.PROCESSING, "someone-else")
+
+
+def _max_in_flight_sampler(batch_id, stop, seen):
+    from django.db import connections
+
+    try:
+        while not stop.is_set():
+            seen.append(BatchReportLead.objects.filter(batch_id=batch_id, status=S.PROCESSING).count())
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_runners_process_every_lead_exactly_once_within_concurrency(settings):
+    settings.SANDBOX_LATENCY_MS = 8
+    leads = make_leads(500)
+    batch = launch(leads, concurrency=8)
+    stop, seen = threading.Event(), []
+    sampler = threading.Thread(target=_max_in_flight_sampler, args=(batch.pk, stop, seen))
+    sampler.start()
+    runners = [
+        threading.Thread(target=run_to_end, args=(batch.pk,), kwargs={"timeout": 120.0}) for _ in range(2)
+    ]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(180)
+    stop.set()
+    sampler.join()
+    batch.refresh_from_db()
+    assert batch.status == BatchReport.Status.COMPLETED
+    assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED, attempts=1).count() == 500
+    assert len(seen) > 20 and max(seen) <= 8
+    assert max(seen) >= 2
+    row_ids = list(BatchReportLead.objects.filter(batch=batch).values_list("pk", flat=True))
+    per_lead = (
+        ProviderCall.objects.filter(batch_lead_id__in=row_ids).values("batch_lead_id").annotate(n=Count("id"))
+    )
+    calls = ProviderCall.objects.filter(batch_lead_id__in=row_ids)
+    assert calls.count() == 500 * 5
+    assert not calls.values("batch_lead_id", "provider").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert len(per_lead) == 500
+    assert batch.actual_cost_usd == calls.aggregate(total=Sum("cost_usd"))["total"]
+    assert batch.reserved_usd == 0
+
+
+@pytest.mark.postgres
+def test_budget_race_twenty_claims_against_a_budget_for_seven():
+    from batches.runner import _worst_case
+    from reports.selectors import price_table
+
+    leads = make_leads(20)
+    prices = price_table()
+    worst = _worst_case(leads[0], prices)
+    batch = launch(leads, concurrency=20)
+    # Launch refuses a budget below the estimate, so the tight budget is set on the launched batch.
+    BatchReport.objects.filter(pk=batch.pk).update(budget_usd=worst * 7 + Decimal("0.0001"))
+    barrier = threading.Barrier(20)
+    claims = []
+
+    def claim():
+        from django.db import connections
+
+        try:
+            barrier.wait()
+            claims.append(claim_next(batch_id=batch.pk, owner=new_owner(), prices=prices))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claim) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    won = [c for c in claims if not isinstance(c, str)]
+    assert len(won) == 7
+    batch.refresh_from_db()
+    assert batch.reserved_usd == worst * 7
+    assert batch.actual_cost_usd + batch.reserved_usd <= batch.budget_usd
+    skipped = BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED, error_code="budget_exhausted")
+    assert skipped.count() == 13
+    for won_claim in won:
+        settle(won_claim, process(won_claim))
+    batch = run_to_end(batch.pk)
+    assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
+    assert batch.stop_reason == "budget_exhausted"
+    assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() == 7
+    assert batch.reserved_usd == 0
+    assert Decimal(0) < batch.actual_cost_usd <= batch.budget_usd
+    assert (
+        batch.actual_cost_usd
+        == ProviderCall.objects.filter(
+            batch_lead_id__in=BatchReportLead.objects.filter(batch=batch).values("pk")
+        ).aggregate(total=Sum("cost_usd"))["total"]
+    )
+
+
+def test_daily_budget_exhausted_during_a_run_skips_the_rest(settings):
+    from batches.models import DailySpend
+    from batches.runner import _worst_case
+    from reports.selectors import price_table
+
+    leads = make_leads(10)
+    worst = _worst_case(leads[0], price_table())
+    settings.DAILY_BUDGET_USD = worst * Decimal("2.5")
+    batch = launch(leads, concurrency=1)
+    assert "left of today's budget" in batch.estimate["budget"]["warnings"][0]
+    batch = run_to_end(batch.pk)
+    counts = dict(BatchReportLead.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")))
+    assert counts == {S.SUCCEEDED: 2, S.SKIPPED: 8}
+    assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
+    assert batch.stop_reason == "budget_exhausted"
+    skipped = BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED).first()
+    assert (skipped.error_code, skipped.last_error) == ("budget_exhausted", "The daily budget is exhausted.")
+    day = DailySpend.objects.get()
+    assert day.spent_usd == batch.actual_cost_usd <= settings.DAILY_BUDGET_USD
+    assert day.reserved_usd == 0
