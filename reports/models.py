@@ -88,6 +88,7 @@ class ProviderCall(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=50, blank=True)
     error = models.TextField(blank=True)
+    transient = models.BooleanField(default=False, help_text="The failure may succeed when retried.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

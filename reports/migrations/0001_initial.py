@@ -80,6 +80,7 @@ class Migration(migrations.Migration):
                 ('output_tokens', models.PositiveIntegerField(default=0)),
                 ('error_code', models.CharField(blank=True, max_length=50)),
                 ('error', models.TextField(blank=True)),
+                ('transient', models.BooleanField(default=False, help_text='The failure may succeed when retried.')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('lead', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='leads.lead')),
             ],

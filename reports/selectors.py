@@ -1,0 +1,171 @@
+"""Reads of the reports app: prices in force, fresh cache entries, provider statistics."""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Avg, CharField, Count, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from leads.models import Lead
+from reports import sandbox
+from reports.models import Provider, ProviderCall, ProviderPrice, ProviderResult
+from reports.pricing import (
+    DEFAULT_PRICES,
+    LIVE_EXPECTED_FAILURE_RATE,
+    LIVE_EXPECTED_LATENCY_MS,
+    LLM_EXPECTED_INPUT_TOKENS,
+    LLM_EXPECTED_OUTPUT_TOKENS,
+    PriceInfo,
+    ProviderStats,
+)
+from reports.providers import PROVIDERS, applicable_providers
+
+# Leads per cache query: keeps the number of bound parameters far below every database's limit while a
+# batch of the default maximum size (10,000 leads) still takes a single query.
+CACHE_QUERY_CHUNK = 10_000
+
+
+def price_table(*, at: datetime | None = None) -> dict[str, PriceInfo]:
+    """The price in force at `at` (default now) for every provider: the row with the latest
+    effective_from <= at. A provider without such a row falls back to the shipped default price."""
+    at = at or timezone.now()
+    table: dict[str, PriceInfo] = {}
+    rows = (
+        ProviderPrice.objects.filter(effective_from__lte=at)
+        .order_by("provider", "-effective_from")
+        .values_list(
+            "provider",
+            "unit_price_usd",
+            "input_price_per_million_usd",
+            "output_price_per_million_usd",
+            "bills_failures",
+        )
+    )
+    for provider, unit, input_price, output_price, bills_failures in rows:
+        if provider not in table:
+            table[provider] = PriceInfo(provider, unit, input_price, output_price, bills_failures)
+    for provider in PROVIDERS:
+        table.setdefault(provider, DEFAULT_PRICES[provider])
+    return table
+
+
+def cache_subject(provider: str, *, lead_id: int, domain: str) -> str:
+    return f"lead:{lead_id}" if PROVIDERS[provider].per_lead else domain
+
+
+def fresh_results(*, subjects: dict[str, str], at: datetime) -> dict[str, dict]:
+    """The fresh cache entries for {provider: subject}, in one query: {provider: {"data", "fetched_at"}}."""
+    if not subjects:
+        return {}
+    rows = ProviderResult.objects.filter(
+        provider__in=list(subjects), subject__in=set(subjects.values()), expires_at__gt=at
+    ).values_list("provider", "subject", "data", "fetched_at")
+    return {
+        provider: {"data": data, "fetched_at": fetched_at}
+        for provider, subject, data, fetched_at in rows
+        if subjects.get(provider) == subject
+    }
+
+
+def fresh_cache_pairs(*, leads: Iterable[Lead], at: datetime | None = None) -> set[tuple[int, str]]:
+    """The (lead_id, provider) pairs, among the providers that apply to each lead, whose data is fresh
+    in the cache at `at` (default now): reports for them reuse it at $0.
+
+    One query for a QuerySet (as subqueries) or for up to CACHE_QUERY_CHUNK leads given as objects.
+    """
+    at = at or timezone.now()
+    domain_providers = [name for name, provider in PROVIDERS.items() if not provider.per_lead]
+    lead_providers = [name for name, provider in PROVIDERS.items() if provider.per_lead]
+    if isinstance(leads, QuerySet):
+        rows = list(leads.values_list("id", "domain", "email"))
+        lead_keys = leads.annotate(
+            cache_key=Concat(Value("lead:"), Cast("id", CharField()), output_field=CharField())
+        ).values("cache_key")
+        found = _fresh_subjects(
+            domain_providers,
+            leads.exclude(domain="").values("domain"),
+            lead_providers,
+            lead_keys,
+            at,
+        )
+    else:
+        rows = [(lead.pk, lead.domain, lead.email) for lead in leads]
+        found = set()
+        for start in range(0, len(rows), CACHE_QUERY_CHUNK):
+            chunk = rows[start : start + CACHE_QUERY_CHUNK]
+            found |= _fresh_subjects(
+                domain_providers,
+                sorted({domain for _, domain, _ in chunk if domain}),
+                lead_providers,
+                [f"lead:{lead_id}" for lead_id, _, _ in chunk],
+                at,
+            )
+    pairs = set()
+    for lead_id, domain, email in rows:
+        for provider in applicable_providers(has_website=bool(domain), has_email=bool(email)):
+            if (provider, cache_subject(provider, lead_id=lead_id, domain=domain)) in found:
+                pairs.add((lead_id, provider))
+    return pairs
+
+
+def _fresh_subjects(domain_providers, domains, lead_providers, lead_keys, at) -> set[tuple[str, str]]:
+    return set(
+        ProviderResult.objects.filter(
+            Q(provider__in=domain_providers, subject__in=domains)
+            | Q(provider__in=lead_providers, subject__in=lead_keys),
+            expires_at__gt=at,
+        ).values_list("provider", "subject")
+    )
+
+
+def provider_stats(*, since: datetime) -> dict[str, ProviderStats]:
+    """Per provider, from the calls logged since `since` (cache reuses excluded): how many, the share of
+    transient failures, mean latency and mean LLM token usage. A provider without history gets the
+    defaults: in sandbox mode the sandbox's own parameters, in live mode typical live figures."""
+    rows = (
+        ProviderCall.objects.filter(created_at__gte=since)
+        .exclude(status=ProviderCall.Status.CACHED)
+        .values("provider")
+        .annotate(
+            calls=Count("id"),
+            transient_failures=Count("id", filter=Q(status=ProviderCall.Status.FAILED, transient=True)),
+            mean_latency=Avg("duration_ms"),
+            mean_input=Avg("input_tokens", filter=Q(status=ProviderCall.Status.SUCCEEDED)),
+            mean_output=Avg("output_tokens", filter=Q(status=ProviderCall.Status.SUCCEEDED)),
+        )
+    )
+    history = {row["provider"]: row for row in rows}
+    sandboxed = settings.PROVIDER_MODE == "sandbox"
+    stats = {}
+    for provider in PROVIDERS:
+        is_llm = provider == Provider.LLM
+        default_input = LLM_EXPECTED_INPUT_TOKENS if is_llm else 0.0
+        default_output = LLM_EXPECTED_OUTPUT_TOKENS if is_llm else 0.0
+        row = history.get(provider)
+        if row and row["calls"]:
+            stats[provider] = ProviderStats(
+                calls=row["calls"],
+                transient_failure_rate=row["transient_failures"] / row["calls"],
+                mean_latency_ms=float(row["mean_latency"] or 0.0),
+                mean_input_tokens=float(row["mean_input"])
+                if row["mean_input"] is not None
+                else default_input,
+                mean_output_tokens=float(row["mean_output"])
+                if row["mean_output"] is not None
+                else default_output,
+            )
+            continue
+        stats[provider] = ProviderStats(
+            calls=0,
+            transient_failure_rate=sandbox.failure_rate(provider)
+            if sandboxed
+            else LIVE_EXPECTED_FAILURE_RATE,
+            mean_latency_ms=float(settings.SANDBOX_LATENCY_MS)
+            if sandboxed
+            else LIVE_EXPECTED_LATENCY_MS[provider],
+            mean_input_tokens=default_input,
+            mean_output_tokens=default_output,
+        )
+    return stats

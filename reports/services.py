@@ -1,0 +1,360 @@
+"""Writes of the reports app: generating a report for a lead, rendering its PDF."""
+
+import asyncio
+import base64
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.template.loader import get_template
+from django.utils import timezone
+
+from leads.models import Lead
+from reports import sandbox
+from reports.content import CATEGORY_LABELS, report_content
+from reports.limits import provider_slot
+from reports.models import Provider, ProviderCall, ProviderResult, Report
+from reports.pricing import COST_QUANTUM, PriceInfo, call_cost
+from reports.providers import PROVIDER_ORDER, PROVIDERS, ProviderError, applicable_providers
+from reports.providers.base import CallResult, LeadInfo
+from reports.selectors import cache_subject, fresh_results, price_table
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_NAME = "reports/report.html"
+
+
+@dataclass
+class ReportOutcome:
+    """What one report_generate call did. `cost_usd` is what this call paid (its ProviderCall costs)."""
+
+    report: Report | None
+    cost_usd: Decimal = Decimal("0")
+    cost_breakdown: dict[str, str] = field(default_factory=dict)
+    error: ProviderError | None = None
+
+
+class _ThreadRuntime(threading.local):
+    """One event loop and one httpx client per thread, kept between calls for connection reuse.
+
+    The loop only runs inside report_generate (run_until_complete), so the thread stays a plain sync
+    thread for the ORM between steps.
+    """
+
+    loop: asyncio.AbstractEventLoop | None = None
+    client: httpx.AsyncClient | None = None
+    transport: object = None
+
+
+_runtime = _ThreadRuntime()
+
+
+def _loop_and_client() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]:
+    if _runtime.loop is None or _runtime.loop.is_closed():
+        _runtime.loop = asyncio.new_event_loop()
+        _runtime.client = None
+    transport = sandbox.provider_transport()
+    if _runtime.client is None or _runtime.transport is not transport:
+        if _runtime.client is not None:
+            _runtime.loop.run_until_complete(_runtime.client.aclose())
+        if transport is None:
+            _runtime.client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                headers={"User-Agent": "Leadgen/1.0"},
+            )
+        else:
+            _runtime.client = httpx.AsyncClient(transport=transport, trust_env=False)
+        _runtime.transport = transport
+    return _runtime.loop, _runtime.client
+
+
+async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: dict) -> CallResult:
+    async with provider_slot(name):
+        return await PROVIDERS[name].call(client, lead, context)
+
+
+class _ReportRun:
+    def __init__(self, *, lead: Lead, batch_lead_id: int | None, attempt: int, at: datetime | None):
+        self.lead = lead
+        self.info = LeadInfo.from_lead(lead)
+        self.batch_lead_id = batch_lead_id
+        self.attempt = attempt
+        self.now = at or timezone.now()
+        self.prices: dict[str, PriceInfo] | None = None
+        self.data: dict[str, object] = {}
+        self.fetched_at: dict[str, datetime] = {}
+        self.cached: set[str] = set()
+        self.costs: dict[str, Decimal] = {}
+        self.errors: list[ProviderError] = []
+        self.unsaved_calls: list[ProviderCall] = []
+        self.unsaved_results: list[ProviderResult] = []
+
+    def run(self) -> ReportOutcome:
+        names = applicable_providers(has_website=bool(self.lead.website), has_email=bool(self.lead.email))
+        subjects = {
+            name: cache_subject(name, lead_id=self.info.id, domain=self.info.domain)
+            for name in names
+            if PROVIDERS[name].per_lead or self.info.domain
+        }
+        self._reuse(fresh_results(subjects=subjects, at=self.now), subjects)
+        first = [name for name in names if name not in self.data and name != Provider.LLM]
+        if first:
+            self._fetch(first, commit=True)
+        if not self.errors and Provider.LLM in names and Provider.LLM not in self.data:
+            # The last step's paid result is committed together with the report (or alone on failure).
+            self._fetch([Provider.LLM], commit=False)
+        if self.errors:
+            self._flush()
+            return self._outcome(report=None, error=self._worst_error())
+        try:
+            report = self._save_report()
+        except BaseException:
+            self._flush()
+            raise
+        return self._outcome(report=report)
+
+    def _reuse(self, rows: dict[str, dict], subjects: dict[str, str]) -> None:
+        for name, row in rows.items():
+            try:
+                self.data[name] = PROVIDERS[name].load(row["data"])
+            except TypeError:
+                logger.warning("Ignoring cached %s data for %s: it no longer fits", name, subjects[name])
+                continue
+            self.fetched_at[name] = row["fetched_at"]
+            self.cached.add(name)
+            self.costs[name] = Decimal("0")
+            self.unsaved_calls.append(self._call_row(name, status=ProviderCall.Status.CACHED))
+
+    def _fetch(self, names: list[str], *, commit: bool) -> None:
+        """Run the providers concurrently; persist each finished group of calls before waiting on."""
+        if self.prices is None:
+            self.prices = price_table(at=self.now)
+        loop, client = _loop_and_client()
+        context = dict(self.data)
+        token = sandbox.current_attempt.set(self.attempt)
+        try:
+            pending = {loop.create_task(_call(name, client, self.info, context)) for name in names}
+        finally:
+            sandbox.current_attempt.reset(token)
+        while pending:
+            done, pending = loop.run_until_complete(
+                asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            )
+            self._record([task.result() for task in done], commit=commit)
+
+    def _call_row(self, name: str, *, status: str, result: CallResult | None = None, cost=Decimal("0")):
+        error = result.error if result is not None else None
+        return ProviderCall(
+            provider=name,
+            lead_id=self.info.id,
+            batch_lead_id=self.batch_lead_id,
+            attempt=self.attempt,
+            status=status,
+            http_status=result.http_status if result is not None else None,
+            duration_ms=result.duration_ms if result is not None else 0,
+            cost_usd=cost,
+            input_tokens=result.usage.input_tokens if result is not None else 0,
+            output_tokens=result.usage.output_tokens if result is not None else 0,
+            error_code=error.code[:50] if error else "",
+            error=error.message if error else "",
+            transient=bool(error and error.transient),
+            created_at=self.now,
+        )
+
+    def _record(self, results: list[CallResult], *, commit: bool) -> None:
+        """Log the calls and cache their data; anything paid is committed at once (commit=True) so a
+        retry never pays for it again. Free outcomes wait for the next write."""
+        paid = False
+        for result in results:
+            name = result.provider
+            price = self.prices[name]
+            cost = call_cost(
+                price,
+                succeeded=result.succeeded,
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+            )
+            self.costs[name] = cost
+            paid = paid or cost > 0
+            if result.succeeded:
+                provider = PROVIDERS[name]
+                self.data[name] = result.data
+                self.fetched_at[name] = self.now
+                self.unsaved_results.append(
+                    ProviderResult(
+                        provider=name,
+                        subject=provider.subject(self.info),
+                        data=result.data.to_dict(),
+                        fetched_at=self.now,
+                        expires_at=self.now + provider.ttl,
+                        cost_usd=cost,
+                    )
+                )
+                status = ProviderCall.Status.SUCCEEDED
+            else:
+                self.errors.append(result.error)
+                status = ProviderCall.Status.FAILED
+            self.unsaved_calls.append(self._call_row(name, status=status, result=result, cost=cost))
+        if commit and (paid or self.unsaved_results):
+            self._flush()
+
+    def _write_pending(self) -> None:
+        if self.unsaved_results:
+            ProviderResult.objects.bulk_create(
+                self.unsaved_results,
+                update_conflicts=True,
+                unique_fields=["provider", "subject"],
+                update_fields=["data", "fetched_at", "expires_at", "cost_usd"],
+            )
+            self.unsaved_results = []
+        if self.unsaved_calls:
+            ProviderCall.objects.bulk_create(self.unsaved_calls)
+            self.unsaved_calls = []
+
+    def _flush(self) -> None:
+        if self.unsaved_results or self.unsaved_calls:
+            with transaction.atomic():
+                self._write_pending()
+
+    def _worst_error(self) -> ProviderError:
+        """A permanent error if any (retrying cannot help), else the transient one asking to wait longest."""
+        errors = sorted(self.errors, key=lambda error: PROVIDER_ORDER.index(error.provider))
+        permanent = [error for error in errors if not error.transient]
+        if permanent:
+            return permanent[0]
+        return max(errors, key=lambda error: error.retry_after or 0.0)
+
+    def _save_report(self) -> Report:
+        content = report_content(
+            lead=self.info,
+            data=self.data,
+            fetched_at=self.fetched_at,
+            cached=self.cached,
+            generated_at=self.now,
+            provider_mode=settings.PROVIDER_MODE,
+        )
+        report = Report(
+            lead=self.lead,
+            provider_mode=settings.PROVIDER_MODE,
+            overall_score=content["overall_score"],
+            scores=content["scores"],
+            data=content,
+            cost_usd=sum(self.costs.values(), Decimal("0")),
+            created_at=self.now,
+        )
+        report.html = report_render_html(report=report)
+        with transaction.atomic():
+            self._write_pending()
+            report.save(force_insert=True)
+            Lead.objects.filter(pk=self.lead.pk).update(last_reported_at=self.now)
+        self.lead.last_reported_at = self.now
+        return report
+
+    def _outcome(self, *, report: Report | None, error: ProviderError | None = None) -> ReportOutcome:
+        return ReportOutcome(
+            report=report,
+            cost_usd=sum(self.costs.values(), Decimal("0")).quantize(COST_QUANTUM),
+            cost_breakdown={name: str(cost.quantize(COST_QUANTUM)) for name, cost in self.costs.items()},
+            error=error,
+        )
+
+
+def report_generate(
+    *, lead: Lead, batch_lead_id: int | None = None, attempt: int = 1, at: datetime | None = None
+) -> ReportOutcome:
+    """Build a report for `lead`: reuse fresh cached provider data at $0, call the other applicable
+    providers concurrently, log and bill every call, and save the Report with its rendered HTML.
+
+    Every paid result is cached and logged (with batch_lead_id and attempt) in its own committed
+    transaction as soon as it arrives, so a retry or crash recovery reuses it instead of paying again.
+    If any provider fails the outcome carries the error (transient only if every failure was) and no
+    report; the caller decides on retries. `at` (default now) is the call time: prices in force and
+    cache freshness are judged at it. Sync; safe to call from worker threads, not from a running loop.
+    """
+    return _ReportRun(lead=lead, batch_lead_id=batch_lead_id, attempt=attempt, at=at).run()
+
+
+async def report_generate_async(
+    *, lead: Lead, batch_lead_id: int | None = None, attempt: int = 1, at: datetime | None = None
+) -> ReportOutcome:
+    """report_generate for async callers (runs it in Django's sync thread)."""
+    return await sync_to_async(report_generate)(
+        lead=lead, batch_lead_id=batch_lead_id, attempt=attempt, at=at
+    )
+
+
+def _screenshot_data_uri(screenshot: dict | None) -> str:
+    if not screenshot:
+        return ""
+    try:
+        with default_storage.open(screenshot["image_path"], "rb") as image:
+            content = image.read()
+    except (OSError, KeyError):
+        return ""
+    return f"data:{screenshot['content_type']};base64,{base64.b64encode(content).decode()}"
+
+
+def _seo_rows(seo: dict) -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = []
+    if "title" in seo:
+        rows += [
+            ("Page title", seo["title"] or "(missing)"),
+            ("Meta description", seo["meta_description"] or "(missing)"),
+            ("Main heading", seo["h1"] or "(missing)"),
+            ("HTTPS", "yes" if seo["https"] else "no"),
+            ("Mobile viewport", "yes" if seo["mobile_viewport"] else "no"),
+            ("Homepage", f"HTTP {seo['status_code']}, {seo['response_time_ms']} ms, {seo['page_kib']} KiB"),
+        ]
+    if seo.get("search_data_found"):
+        rows += [
+            ("Search rank", seo["search_rank"] or "-"),
+            ("Organic keywords", seo["organic_keywords"]),
+            ("Organic visits / month", seo["organic_traffic"]),
+            ("Paid keywords", seo["paid_keywords"]),
+        ]
+    elif "search_data_found" in seo:
+        rows.append(("Search visibility", "No search data for this domain"))
+    return rows
+
+
+def report_render_html(*, report: Report) -> str:
+    """The self-contained HTML of a report (inline CSS, screenshot as a data URI)."""
+    data = report.data
+    scores = [
+        {"key": key, "label": label, "value": data["scores"][key]}
+        for key, label in CATEGORY_LABELS.items()
+        if key in data.get("scores", {})
+    ]
+    context = {
+        "report": data,
+        "scores": scores,
+        "seo_rows": _seo_rows(data.get("seo", {})),
+        "sources": [
+            {**source, "fetched_at": datetime.fromisoformat(source["fetched_at"])}
+            for source in data.get("sources", [])
+        ],
+        "generated_at": datetime.fromisoformat(data["generated_at"]),
+        "screenshot_src": _screenshot_data_uri(data.get("screenshot")),
+        "sandbox": data.get("provider_mode") == "sandbox",
+    }
+    return get_template(TEMPLATE_NAME).render(context)
+
+
+def report_pdf_ensure(*, report: Report) -> Report:
+    """The report with its PDF, rendered from the stored HTML with WeasyPrint on first use and kept."""
+    if report.pdf:
+        return report
+    from weasyprint import HTML
+
+    pdf = HTML(string=report.html).write_pdf()
+    report.pdf.save(f"report-{report.pk}.pdf", ContentFile(pdf), save=False)
+    Report.objects.filter(pk=report.pk).update(pdf=report.pdf.name)
+    return report
