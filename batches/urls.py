@@ -1,3 +1,12 @@
+from django.urls import path
+
+from batches import views
+
 app_name = "batches"
 
-urlpatterns = []
+urlpatterns = [
+    path("<int:pk>/", views.batch_detail, name="detail"),
+    path("<int:pk>/rows/", views.batch_rows, name="rows"),
+    path("<int:pk>/cancel/", views.batch_cancel, name="cancel"),
+    path("<int:pk>/retry-failed/", views.batch_retry_failed, name="retry_failed"),
+]

@@ -1,0 +1,157 @@
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import models
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html
+
+from batches import selectors, services
+from batches.models import BatchReport, BatchReportLead, WebhookDelivery, WebhookEndpoint
+from batches.views import lead_row
+from leadgen.errors import ServiceError
+
+LEADS_PER_PAGE = 50
+LEADS_PAGE_PARAM = "leads_page"
+FINISHED_LEAD_STATUSES = [status.value for status in BatchReportLead.FINISHED]
+
+
+def _run_service_each(modeladmin, request, queryset, service, verb: str) -> None:
+    """Apply a batch service to each selected batch; report what worked and why the rest did not."""
+    done, refused = [], []
+    for batch in queryset:
+        try:
+            service(batch=batch, user=request.user)
+        except ServiceError as exc:
+            refused.append(f"“{batch.name}”: {exc.message or exc}")
+        else:
+            done.append(batch)
+    if done:
+        modeladmin.message_user(request, f"{verb} {len(done)} batch(es).", messages.SUCCESS)
+    for reason in refused:
+        modeladmin.message_user(request, reason, messages.WARNING)
+
+
+@admin.register(BatchReport)
+class BatchReportAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "status",
+        "progress",
+        "estimated_cost_usd",
+        "actual_cost_usd",
+        "created_by",
+        "provider_mode",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "live_link",
+    ]
+    list_filter = ["status", "provider_mode", "created_by", "stop_reason"]
+    list_select_related = ["created_by"]
+    search_fields = ["name"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    actions = ["cancel_batches", "retry_failed_batches"]
+    change_form_template = "admin/batches/batchreport/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["name", "status", "stop_reason", "live_link", "provider_mode", "created_by"]}),
+        (
+            "Settings",
+            {"fields": ["concurrency", "max_retries", "budget_usd", "skip_recent_days", "include_recent"]},
+        ),
+        ("Cost", {"fields": ["estimated_cost_usd", "actual_cost_usd", "reserved_usd", "estimate"]}),
+        ("Dates", {"fields": ["created_at", "queued_at", "started_at", "finished_at", "notified_at"]}),
+        ("Internals", {"classes": ["collapse"], "fields": ["run", "seq", "idempotency_key"]}),
+    ]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                lead_total=Count("leads"),
+                lead_done=Count("leads", filter=Q(leads__status__in=FINISHED_LEAD_STATUSES)),
+            )
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        # Batches change only through the services (launch, cancel, retry): the detail is read-only.
+        return [name for fieldset in self.fieldsets for name in fieldset[1]["fields"]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_run_batch_permission(self, request):
+        return request.user.has_perm("batches.run_batch")
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        total = getattr(obj, "lead_total", None)
+        if total is None:
+            return "—"
+        return f"{obj.lead_done}/{total}"
+
+    @admin.display(description="live page")
+    def live_link(self, obj):
+        if obj.pk is None or obj.status == BatchReport.Status.DRAFT:
+            return "—"
+        return format_html('<a href="{}">Live progress</a>', reverse("batches:detail", args=[obj.pk]))
+
+    @admin.action(permissions=["run_batch"], description="Cancel selected batches")
+    def cancel_batches(self, request, queryset):
+        _run_service_each(self, request, queryset, services.batch_cancel, "Cancelling")
+
+    @admin.action(permissions=["run_batch"], description="Retry failed leads of selected batches")
+    def retry_failed_batches(self, request, queryset):
+        _run_service_each(self, request, queryset, services.batch_retry_failed, "Retrying failed leads of")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        batch = self.get_object(request, object_id)
+        if batch is not None:
+            paginator = Paginator(selectors.batch_lead_rows(batch=batch), LEADS_PER_PAGE)
+            page = paginator.get_page(request.GET.get(LEADS_PAGE_PARAM))
+            extra_context.update(
+                {
+                    "leads_page": page,
+                    "lead_rows": [lead_row(row) for row in page.object_list],
+                    "leads_page_param": LEADS_PAGE_PARAM,
+                    "live_url": reverse("batches:detail", args=[batch.pk]),
+                }
+            )
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ["name", "url", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "url"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "event",
+        "endpoint",
+        "batch",
+        "attempt",
+        "status",
+        "status_code",
+        "duration_ms",
+        "created_at",
+    ]
+    list_filter = ["status", "event", "endpoint"]
+    list_select_related = ["endpoint", "batch"]
+    search_fields = ["event_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,182 @@
+"""The live progress socket: `/ws/batches/<id>/`.
+
+Channel-layer events are hints only. Every message carries a snapshot read from the database, so a
+dropped event, a missed group message or a restarted server costs nothing: the next tick resyncs.
+"""
+
+import asyncio
+import contextlib
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from batches.events import batch_group
+from batches.models import BatchReport
+from batches.selectors import batch_snapshot
+
+CLOSE_FORBIDDEN = 4003
+CLOSE_NOT_FOUND = 4004
+
+# Rate limits per socket (SPEC §6): at most one message per second, at least one every two seconds.
+# The margins keep both bounds true as seen by the client despite scheduling and network jitter.
+MIN_INTERVAL_SECONDS = 1.05
+MAX_INTERVAL_SECONDS = 1.5
+# Many sockets on one batch share one snapshot read per tick (per process).
+SNAPSHOT_TTL_SECONDS = 0.5
+
+FINISHED_STATUSES = frozenset(BatchReport.FINISHED)
+
+
+@database_sync_to_async
+def _access(user, batch_id: int) -> int | None:
+    """None when the user may follow the batch, else the close code."""
+    if not (user and user.is_authenticated and user.is_active and user.has_perm("batches.view_batchreport")):
+        return CLOSE_FORBIDDEN
+    if not BatchReport.objects.filter(pk=batch_id).exists():
+        return CLOSE_NOT_FOUND
+    return None
+
+
+@database_sync_to_async
+def _read_snapshot(batch_id: int) -> dict:
+    return batch_snapshot(batch_id=batch_id)
+
+
+class SnapshotMemo:
+    """Per-process memo of recent snapshots, so N sockets on one batch cost one query set per tick.
+
+    Concurrent readers of the same batch share the read in flight instead of starting their own.
+    `not_before` (a `time.monotonic()` value) asks for a read that started no earlier than that moment,
+    e.g. after a terminal event arrived, so the answer cannot predate what the caller has heard of.
+    """
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._values: dict[int, tuple[float, dict]] = {}
+        self._in_flight: dict[int, tuple[float, asyncio.Task]] = {}
+
+    async def get(self, batch_id: int, *, not_before: float | None = None) -> dict:
+        oldest = time.monotonic() - self.ttl if not_before is None else not_before
+        cached = self._values.get(batch_id)
+        if cached and cached[0] >= oldest:
+            return cached[1]
+        in_flight = self._in_flight.get(batch_id)
+        if (
+            in_flight is None
+            or in_flight[0] < oldest
+            or in_flight[1].done()
+            or in_flight[1].get_loop() is not asyncio.get_running_loop()
+        ):
+            started = time.monotonic()
+            in_flight = (started, asyncio.ensure_future(self._read(batch_id, started)))
+            self._in_flight[batch_id] = in_flight
+        return await asyncio.shield(in_flight[1])
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._in_flight.clear()
+
+    async def _read(self, batch_id: int, started: float) -> dict:
+        snapshot = await _read_snapshot(batch_id)
+        cached = self._values.get(batch_id)
+        if cached is None or cached[0] <= started:
+            self._values[batch_id] = (started, snapshot)
+        return snapshot
+
+
+snapshots = SnapshotMemo(ttl=SNAPSHOT_TTL_SECONDS)
+
+
+class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
+    """Sends `{"type": "snapshot" | "progress" | "finished", "seq": int, "batch": <snapshot>}`.
+
+    First a full snapshot; while the batch is not finished a progress message at least every
+    MAX_INTERVAL_SECONDS and at most one per MIN_INTERVAL_SECONDS; the terminal message at once, read
+    fresh so it equals `GET /api/batches/<id>/`. `seq` is the snapshot's own sequence number, made
+    strictly increasing per socket. The socket stays open after the end so a retry-failed run shows up.
+    """
+
+    batch_id: int
+    group_name: str = ""
+    _ticker: asyncio.Task | None = None
+
+    async def connect(self):
+        self.batch_id = int(self.scope["url_route"]["kwargs"]["batch_id"])
+        # Accept before closing so the browser sees the close code rather than a failed handshake.
+        await self.accept()
+        refused = await _access(self.scope.get("user"), self.batch_id)
+        if refused:
+            await self.close(code=refused)
+            return
+        self._seq = -1
+        self._last_sent = 0.0
+        self._last_snapshot: dict | None = None
+        self._hint = asyncio.Event()
+        self._terminal_hint_at: float | None = None
+        self.group_name = batch_group(self.batch_id)
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        self._ticker = asyncio.ensure_future(self._run())
+
+    async def disconnect(self, code):
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self.group_name:
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        # The protocol is server-to-client; a client may ask for a resync with {"type": "resync"}.
+        if isinstance(content, dict) and content.get("type") == "resync":
+            self._terminal_hint_at = time.monotonic()
+            self._hint.set()
+
+    async def batch_progress(self, event):
+        self._hint.set()
+
+    async def batch_finished(self, event):
+        self._terminal_hint_at = time.monotonic()
+        self._hint.set()
+
+    async def _run(self):
+        snapshot = await snapshots.get(self.batch_id, not_before=time.monotonic())
+        await self._send("snapshot", snapshot)
+        finished = snapshot["status"] in FINISHED_STATUSES
+        if finished:
+            await self._send("finished", snapshot)
+        loop = asyncio.get_running_loop()
+        while True:
+            if finished:
+                # Nothing to report until someone acts on the batch again (e.g. retry-failed).
+                await self._hint.wait()
+            else:
+                timeout = max(0.0, self._last_sent + MAX_INTERVAL_SECONDS - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hint.wait(), timeout)
+            hint_at = time.monotonic()
+            not_before = self._terminal_hint_at or (hint_at if finished else None)
+            self._hint.clear()
+            self._terminal_hint_at = None
+            snapshot = await snapshots.get(self.batch_id, not_before=not_before)
+            if not finished and snapshot["status"] not in FINISHED_STATUSES:
+                wait = self._last_sent + MIN_INTERVAL_SECONDS - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    snapshot = await snapshots.get(self.batch_id, not_before=self._terminal_hint_at)
+            if snapshot["status"] in FINISHED_STATUSES:
+                # The terminal message must equal the status API: read it fresh, and send it again
+                # should the finished batch change later (the last message is always the current state).
+                snapshot = await snapshots.get(self.batch_id, not_before=hint_at)
+                if not finished or snapshot != self._last_snapshot:
+                    await self._send("finished", snapshot)
+                finished = True
+                continue
+            finished = False
+            await self._send("progress", snapshot)
+
+    async def _send(self, kind: str, snapshot: dict) -> None:
+        self._seq = max(self._seq + 1, int(snapshot.get("seq") or 0))
+        self._last_sent = asyncio.get_running_loop().time()
+        self._last_snapshot = snapshot
+        await self.send_json({"type": kind, "seq": self._seq, "batch": snapshot})

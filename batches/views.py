@@ -1,0 +1,140 @@
+"""The live progress page and its small companions (cancel, retry-failed, the per-lead rows).
+
+The page renders the current snapshot on the server, so it is complete without JavaScript;
+`static/batches/live.js` then keeps it current over the socket (or by polling the status API).
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from batches import selectors, services
+from batches.admin_actions import duration_text
+from batches.costs import money
+from batches.models import BatchReport, BatchReportLead
+from leadgen.errors import ServiceError
+
+ROWS_PER_PAGE = 100
+FAILURE_GROUPS_SHOWN = 20
+
+view_permission = permission_required("batches.view_batchreport", raise_exception=True)
+run_permission = permission_required("batches.run_batch", raise_exception=True)
+
+
+def lead_row(row: BatchReportLead) -> dict:
+    """One per-lead table row, the same shape as the snapshot's `recent` entries."""
+    return {
+        "lead_id": row.lead_id,
+        "company_name": row.lead.company_name,
+        "status": row.status,
+        "attempts": row.attempts,
+        "error": row.last_error,
+        "error_code": row.error_code,
+        "cost_usd": money(row.cost_usd),
+        "duration_ms": row.duration_ms,
+        "report_url": row.report.get_absolute_url() if row.report_id else None,
+    }
+
+
+def _rows_page(request, batch: BatchReport):
+    paginator = Paginator(selectors.batch_lead_rows(batch=batch), ROWS_PER_PAGE)
+    return paginator.get_page(request.GET.get("page"))
+
+
+def _failure_groups(batch: BatchReport) -> list[dict]:
+    """Failed leads grouped by error code and message, largest group first."""
+    groups = (
+        BatchReportLead.objects.filter(batch=batch, status=BatchReportLead.Status.FAILED)
+        .values("error_code", "last_error")
+        .annotate(count=Count("id"))
+        .order_by("-count", "error_code", "last_error")
+    )
+    return [
+        {"error_code": g["error_code"], "error": g["last_error"], "count": g["count"]}
+        for g in groups[:FAILURE_GROUPS_SHOWN]
+    ]
+
+
+def _links(batch_id: int) -> dict:
+    return {
+        "ws": f"/ws/batches/{batch_id}/",
+        "status": f"/api/batches/{batch_id}/",
+        "rows": reverse("batches:rows", args=[batch_id]),
+        "csv": f"/api/batches/{batch_id}/export.csv",
+        "zip": f"/api/batches/{batch_id}/reports.zip",
+    }
+
+
+@staff_member_required
+@view_permission
+@require_GET
+def batch_detail(request, pk: int):
+    batch = get_object_or_404(BatchReport, pk=pk)
+    snapshot = selectors.batch_snapshot(batch_id=batch.pk)
+    page = _rows_page(request, batch)
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Batch: {batch.name}",
+        "subtitle": None,
+        "batch": batch,
+        "opts": BatchReport._meta,
+        "snapshot": snapshot,
+        "eta": duration_text(snapshot["eta_seconds"]) if snapshot["eta_seconds"] is not None else "—",
+        "done": snapshot["total"] - snapshot["pending"] - snapshot["processing"],
+        "page": page,
+        "rows": [lead_row(row) for row in page.object_list],
+        "failures": _failure_groups(batch),
+        "links": _links(batch.pk),
+        "can_run": request.user.has_perm("batches.run_batch"),
+        "can_cancel": snapshot["status"] in (BatchReport.Status.QUEUED, BatchReport.Status.RUNNING),
+        "can_retry": snapshot["status"] in BatchReport.FINISHED and snapshot["failed"] > 0,
+        "is_sandbox": snapshot["provider_mode"] == "sandbox",
+    }
+    return render(request, "batches/detail.html", context)
+
+
+@staff_member_required
+@view_permission
+@require_GET
+def batch_rows(request, pk: int):
+    """The per-lead rows of one table page and the failure groups, for the page to refresh in place."""
+    batch = get_object_or_404(BatchReport, pk=pk)
+    page = _rows_page(request, batch)
+    return JsonResponse(
+        {
+            "page": page.number,
+            "rows": [lead_row(row) for row in page.object_list],
+            "failures": _failure_groups(batch),
+        }
+    )
+
+
+def _act(request, pk: int, action, done_message: str):
+    batch = get_object_or_404(BatchReport, pk=pk)
+    try:
+        action(batch=batch, user=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message or str(exc))
+    else:
+        messages.success(request, done_message)
+    return redirect("batches:detail", pk=batch.pk)
+
+
+@staff_member_required
+@run_permission
+@require_POST
+def batch_cancel(request, pk: int):
+    return _act(request, pk, services.batch_cancel, "Cancelling: no new leads start; leads in flight finish.")
+
+
+@staff_member_required
+@run_permission
+@require_POST
+def batch_retry_failed(request, pk: int):
+    return _act(request, pk, services.batch_retry_failed, "Retrying the failed leads.")
