@@ -7,7 +7,6 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import BatchReport, BatchReportLead, WebhookDelivery, WebhookEndpoint
-from batches.views import lead_row
 from leadgen.errors import ServiceError
 
 LEADS_PER_PAGE = 50
@@ -117,7 +116,7 @@ class BatchReportAdmin(admin.ModelAdmin):
             extra_context.update(
                 {
                     "leads_page": page,
-                    "lead_rows": [lead_row(row) for row in page.object_list],
+                    "lead_rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
                     "leads_page_param": LEADS_PAGE_PARAM,
                     "live_url": reverse("batches:detail", args=[batch.pk]),
                 }

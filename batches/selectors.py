@@ -105,6 +105,21 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def batch_lead_row_dict(row: BatchReportLead) -> dict:
+    """One lead's row as the snapshot's `recent`, the live page and the admin show it."""
+    return {
+        "lead_id": row.lead_id,
+        "company_name": row.lead.company_name,
+        "status": row.status,
+        "attempts": row.attempts,
+        "error": row.last_error,
+        "error_code": row.error_code,
+        "cost_usd": money(row.cost_usd),
+        "duration_ms": row.duration_ms,
+        "report_url": reverse("reports:detail", args=[row.report_id]) if row.report_id else None,
+    }
+
+
 def batch_snapshot(*, batch_id: int) -> dict:
     """The SPEC section 7 snapshot, in three queries whatever the batch size.
 
@@ -147,20 +162,7 @@ def batch_snapshot(*, batch_id: int) -> dict:
         )
         .order_by("-updated_at", "-id")[:RECENT_LIMIT]
     )
-    recent = [
-        {
-            "lead_id": row.lead_id,
-            "company_name": row.lead.company_name,
-            "status": row.status,
-            "attempts": row.attempts,
-            "error": row.last_error,
-            "error_code": row.error_code,
-            "cost_usd": money(row.cost_usd),
-            "duration_ms": row.duration_ms,
-            "report_url": reverse("reports:detail", args=[row.report_id]) if row.report_id else None,
-        }
-        for row in recent_rows
-    ]
+    recent = [batch_lead_row_dict(row) for row in recent_rows]
 
     total = sum(counts.values())
     open_count = counts["pending"] + counts["processing"]

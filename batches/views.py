@@ -16,7 +16,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
 from batches.admin_actions import duration_text
-from batches.costs import money
 from batches.models import BatchReport, BatchReportLead
 from leadgen.errors import ServiceError
 
@@ -25,21 +24,6 @@ FAILURE_GROUPS_SHOWN = 20
 
 view_permission = permission_required("batches.view_batchreport", raise_exception=True)
 run_permission = permission_required("batches.run_batch", raise_exception=True)
-
-
-def lead_row(row: BatchReportLead) -> dict:
-    """One per-lead table row, the same shape as the snapshot's `recent` entries."""
-    return {
-        "lead_id": row.lead_id,
-        "company_name": row.lead.company_name,
-        "status": row.status,
-        "attempts": row.attempts,
-        "error": row.last_error,
-        "error_code": row.error_code,
-        "cost_usd": money(row.cost_usd),
-        "duration_ms": row.duration_ms,
-        "report_url": row.report.get_absolute_url() if row.report_id else None,
-    }
 
 
 def _rows_page(request, batch: BatchReport):
@@ -88,7 +72,7 @@ def batch_detail(request, pk: int):
         "eta": duration_text(snapshot["eta_seconds"]) if snapshot["eta_seconds"] is not None else "—",
         "done": snapshot["total"] - snapshot["pending"] - snapshot["processing"],
         "page": page,
-        "rows": [lead_row(row) for row in page.object_list],
+        "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
         "failures": _failure_groups(batch),
         "links": _links(batch.pk),
         "can_run": request.user.has_perm("batches.run_batch"),
@@ -109,7 +93,7 @@ def batch_rows(request, pk: int):
     return JsonResponse(
         {
             "page": page.number,
-            "rows": [lead_row(row) for row in page.object_list],
+            "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
             "failures": _failure_groups(batch),
         }
     )
