@@ -3,27 +3,20 @@
 Shaped like Django's `delete_selected`: the action renders a confirmation page that posts back to the
 changelist. The selection is frozen server-side as a draft batch on the first post, so the
 confirmation re-posts only the draft id, never one field per lead, whatever "select all N" covered.
-Drafts nobody launched or discarded are removed by `purge_stale_drafts` on a schedule.
+Drafts nobody launched or discarded are removed hourly (`batches.services.batch_purge_stale_drafts`).
 """
-
-from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.utils import timezone
-from django_q.models import Schedule
 
 from batches import services
 from batches.models import BatchReport
 from leadgen.errors import ServiceError
 
 DRAFT_FIELD = "batch_draft"
-STALE_DRAFT_HOURS = 24
-PURGE_SCHEDULE_NAME = "batches: purge stale drafts"
-PURGE_TASK = "batches.admin_actions.purge_stale_drafts"
 
 
 def has_run_batch_permission(modeladmin, request) -> bool:
@@ -78,7 +71,6 @@ def generate_reports(modeladmin, request, queryset):
         except ServiceError as exc:
             modeladmin.message_user(request, _error_text(exc), messages.ERROR)
             return None
-        ensure_purge_schedule()
         return _confirmation(modeladmin, request, batch, BatchOptionsForm.for_batch(batch))
 
     batch = _own_draft(request, draft_id)
@@ -174,18 +166,3 @@ def duration_text(seconds: int | float | None) -> str:
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60} min"
-
-
-def purge_stale_drafts(*, older_than_hours: int = STALE_DRAFT_HOURS) -> int:
-    """Delete draft batches (and their frozen lead rows) older than `older_than_hours`; returns how many."""
-    cutoff = timezone.now() - timedelta(hours=older_than_hours)
-    stale = BatchReport.objects.filter(status=BatchReport.Status.DRAFT, created_at__lt=cutoff)
-    return stale.delete()[1].get(BatchReport._meta.label, 0)
-
-
-def ensure_purge_schedule() -> None:
-    """Create the hourly purge schedule once (idempotent; cheap enough to call on each new draft)."""
-    Schedule.objects.get_or_create(
-        name=PURGE_SCHEDULE_NAME,
-        defaults={"func": PURGE_TASK, "schedule_type": Schedule.HOURLY, "repeats": -1},
-    )

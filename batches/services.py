@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -21,6 +22,8 @@ from batches.selectors import batch_leads_queryset, cost_preview_for_leads
 from leadgen.errors import ConflictError, IdempotencyConflict, ServiceError
 from leads.models import Lead
 
+STALE_DRAFT_AGE = timedelta(hours=24)
+
 __all__ = [
     "IdempotencyConflict",
     "batch_cancel",
@@ -30,6 +33,7 @@ __all__ = [
     "batch_launch",
     "batch_preview",
     "batch_preview_selection",
+    "batch_purge_stale_drafts",
     "batch_retry_failed",
     "batch_update_draft",
 ]
@@ -394,3 +398,12 @@ def batch_discard_draft(*, batch: BatchReport, user) -> None:
     batch = BatchReport.objects.select_for_update().get(pk=batch.pk)
     _require_draft(batch)
     batch.delete()
+
+
+@transaction.atomic
+def batch_purge_stale_drafts(*, older_than: timedelta = STALE_DRAFT_AGE) -> int:
+    """Delete draft batches (and their frozen lead rows) created before `older_than` ago; returns how many."""
+    stale = BatchReport.objects.filter(
+        status=BatchReport.Status.DRAFT, created_at__lt=timezone.now() - older_than
+    )
+    return stale.delete()[1].get(BatchReport._meta.label, 0)

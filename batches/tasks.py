@@ -1,6 +1,6 @@
 """django-q2 entry points: thin wrappers around the runner and the webhooks."""
 
-from batches import runner, webhooks
+from batches import runner, services, webhooks
 
 
 def batch_run_task(batch_id: int) -> int:
@@ -11,6 +11,11 @@ def batch_run_task(batch_id: int) -> int:
 def batch_recover_task() -> dict:
     """The scheduled recovery (see migration 0002_recovery_schedule)."""
     return runner.recover()
+
+
+def batch_purge_stale_drafts_task() -> int:
+    """The hourly purge of drafts nobody launched (see migration 0003_purge_drafts_schedule)."""
+    return services.batch_purge_stale_drafts()
 
 
 def webhook_deliver_task(

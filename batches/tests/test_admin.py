@@ -10,8 +10,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from batches import services
-from batches.admin_actions import PURGE_SCHEDULE_NAME, purge_stale_drafts
 from batches.models import BatchReport, BatchReportLead
+from batches.tasks import batch_purge_stale_drafts_task
 from batches.tests.ui_fixtures import ElementIndex, bulk_leads, form_post_data, make_batch, make_user
 from leads.models import Lead
 
@@ -268,17 +268,21 @@ def test_too_many_leads_is_reported_on_the_changelist(client, runner, settings):
 
 
 @pytest.mark.django_db
-def test_purge_removes_only_stale_drafts_and_the_schedule_is_created_once(client, runner):
+def test_purge_removes_only_stale_drafts_on_an_hourly_schedule(client, runner):
+    schedule = Schedule.objects.get(name="batches.purge_stale_drafts")
+    assert (schedule.func, schedule.schedule_type) == (
+        "batches.tasks.batch_purge_stale_drafts_task",
+        Schedule.HOURLY,
+    )
     leads = bulk_leads(3)
     post_action(client, "", lead_id=leads[0].pk, select_across=False)
     post_action(client, "", lead_id=leads[1].pk, select_across=False)
-    assert Schedule.objects.filter(name=PURGE_SCHEDULE_NAME).count() == 1
     stale, fresh = BatchReport.objects.order_by("pk")
     launched = make_batch(user=runner, statuses=["succeeded"], status=BatchReport.Status.COMPLETED)
     old = timezone.now() - timedelta(hours=25)
     BatchReport.objects.filter(pk__in=[stale.pk, launched.pk]).update(created_at=old)
 
-    assert purge_stale_drafts() == 1
+    assert batch_purge_stale_drafts_task() == 1
 
     assert set(BatchReport.objects.values_list("pk", flat=True)) == {fresh.pk, launched.pk}
     assert not BatchReportLead.objects.filter(batch_id=stale.pk).exists()
