@@ -297,3 +297,25 @@ def test_page_reconnects_after_the_socket_server_restarts(servers, browser, cpo)
     assert page_counts(page) == {key: snapshot[key] for key in page_counts(page)}
     assert_progressbar_matches(page, snapshot)
     assert settings.ROOT_URLCONF  # the server under test used this project's settings
+
+
+def test_page_falls_back_to_polling_when_the_socket_stays_silent(servers, browser, cpo):
+    leads = bulk_leads(40, prefix="Blocked")
+    batch = services.batch_create_draft(user=cpo, lead_ids=[lead.pk for lead in leads], concurrency=4)
+    services.batch_launch(batch=batch, user=cpo)
+    page = logged_in_page(browser, servers)
+    # A proxy that accepts the upgrade and then passes nothing: the socket opens but stays silent.
+    sockets = []
+    page.route_web_socket("**/ws/batches/**", lambda ws: sockets.append(ws))
+    page.goto(f"/batches/{batch.pk}/")
+    mark_page(page)
+
+    page.wait_for_selector("#batch-connection[data-state=polling]", timeout=15_000)
+    wait_until_finished(page, timeout_ms=60_000)
+
+    assert sockets, "the page never tried the socket"
+    assert_not_reloaded(page)
+    assert page.get_attribute("#batch-connection", "data-state") == "polling"
+    snapshot = batch_snapshot(batch_id=batch.pk)
+    assert page_counts(page) == {key: snapshot[key] for key in page_counts(page)}
+    assert_progressbar_matches(page, snapshot)

@@ -4,7 +4,9 @@
  * The page is complete as rendered by the server; this keeps it current. Messages on the socket are
  * full snapshots, so every message (or poll) simply re-renders: nothing depends on having seen the
  * previous one. On a dropped socket it reconnects with exponential backoff and polls the status API
- * every 2 s meanwhile; when the socket cannot be opened at all, polling carries on alone.
+ * every 2 s meanwhile; when the socket cannot be opened at all, polling carries on alone. A socket
+ * that opens but stays silent while the batch runs (the server sends at least every 2 s) is treated
+ * as dropped after SILENCE_MS, so a proxy that swallows frames cannot freeze the page.
  */
 (function () {
   "use strict";
@@ -27,6 +29,7 @@
     failed: "Failed",
   };
   var POLL_MS = 2000;
+  var SILENCE_MS = 5000;
   var BACKOFF_START_MS = 500;
   var BACKOFF_MAX_MS = 15000;
   var ROWS_MIN_INTERVAL_MS = 2000;
@@ -38,6 +41,7 @@
     socketOpen: false,
     attempts: 0,
     reconnectTimer: null,
+    silenceTimer: null,
     pollTimer: null,
     rowsTimer: null,
     rowsFetchedAt: 0,
@@ -283,6 +287,19 @@
     }, delay);
   }
 
+  function watchSilence(socket) {
+    clearTimeout(state.silenceTimer);
+    state.silenceTimer = null;
+    if (isFinished(state.snapshot)) {
+      return; // after the terminal message the server only speaks when the batch changes again
+    }
+    state.silenceTimer = setTimeout(function () {
+      if (state.socket === socket) {
+        socket.close();
+      }
+    }, SILENCE_MS);
+  }
+
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket;
@@ -295,16 +312,25 @@
     }
     state.socket = socket;
     socket.onopen = function () {
-      state.socketOpen = true;
-      state.attempts = 0;
-      stopPolling();
-      setConnection("live", "live");
+      watchSilence(socket);
     };
     socket.onmessage = function (event) {
+      // Live only once data flows: an open but silent socket keeps the polling (and the backoff) going.
+      if (!state.socketOpen) {
+        state.socketOpen = true;
+        state.attempts = 0;
+        stopPolling();
+        setConnection("live", "live");
+      }
       var message = JSON.parse(event.data);
       apply(message.type, message.batch);
+      watchSilence(socket);
     };
     socket.onclose = function (event) {
+      clearTimeout(state.silenceTimer);
+      if (state.socket !== socket) {
+        return; // a socket given up on for silence: its successor is already in charge
+      }
       state.socketOpen = false;
       state.socket = null;
       if (event.code === 4003 || event.code === 4004) {
