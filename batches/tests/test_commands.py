@@ -36,6 +36,22 @@ def test_run_batch_creates_launches_and_runs_in_process():
     )
 
 
+def test_run_batch_skips_recently_reported_leads_unless_included():
+    from django.utils import timezone
+
+    make_leads(3, last_reported_at=timezone.now())
+    out = io.StringIO()
+    call_command("run_batch", "--filter", "industry=dentist", stdout=out, stderr=io.StringIO())
+    skipped = BatchReport.objects.get()
+    assert set(skipped.leads.values_list("status", "error_code")) == {("skipped", "recent_report")}
+
+    call_command(
+        "run_batch", "--filter", "industry=dentist", "--include-recent", stdout=out, stderr=io.StringIO()
+    )
+    included = BatchReport.objects.exclude(pk=skipped.pk).get()
+    assert (included.status, included.leads.filter(status="succeeded").count()) == ("completed", 3)
+
+
 @pytest.mark.parametrize(
     "args",
     [

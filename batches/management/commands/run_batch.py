@@ -54,6 +54,7 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"],
                 max_retries=options["max_retries"],
                 budget_usd=options["budget"],
+                include_recent=options["include_recent"],
             )
             batch = batch_launch(batch=batch, user=user, enqueue=False)
         except ServiceError as exc:
