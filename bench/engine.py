@@ -1,0 +1,164 @@
+"""Engine throughput on real processes: PostgreSQL, Redis, one qcluster with Q_WORKERS=2, sandbox providers.
+
+    .venv/bin/python bench/engine.py [--leads 2000] [--concurrency 20] [--profile]
+
+Three batches, each on a fresh set of leads (unique domains, so nothing is cached), failure rate 0
+unless said otherwise, the whole pipeline (claim, provider calls through the sandbox transport, call
+log and cache writes, report content and HTML, settle, events):
+
+1. engine overhead: SANDBOX_LATENCY_MS=0, `--leads` leads at `--concurrency` -> leads/s (target >= 200);
+2. latency-bound efficiency: 1,000 leads, SANDBOX_LATENCY_MS=300, concurrency 20 -> throughput divided
+   by (concurrency / per-lead latency), the per-lead latency being the sandbox's simulated critical path
+   of each lead (slowest of the first providers + the LLM call), averaged (target >= 0.90);
+3. the 1,000-lead batch at 300 ms, concurrency 20, with the default SANDBOX_FAILURE_RATE=0.05 (retries
+   with backoff included): its duration (target: well inside 30 minutes).
+
+Throughput is leads / (finished_at - started_at) of the batch (first claim to final status). With
+`--profile`, py-spy samples the qcluster's processes during batch 1 and the hottest functions print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _setup import (
+    DATABASE,
+    LOG_DIR,
+    Figures,
+    Processes,
+    bench_env,
+    django_setup,
+    fresh_database,
+    launch,
+    lead_counts,
+    ledger_check,
+    log,
+    make_leads,
+    mean,
+    py_spy,
+    summarize_profile,
+    wait_finished,
+)
+
+DB = f"{DATABASE}_engine"
+
+
+def run_batch(
+    procs: Processes, env: dict, *, leads: int, concurrency: int, prefix: str, profile: bool = False
+):
+    ids = make_leads(leads, prefix=prefix)
+    cluster = procs.qcluster(env, label=f"qcluster-{prefix}")
+    time.sleep(3)  # let the cluster come up: the figure is about the engine, not process start-up
+    spy = None
+    if profile:
+        spy = py_spy(cluster.pid, LOG_DIR / f"profile-{prefix}.txt")
+    launched = time.monotonic()
+    batch = launch(lead_ids=ids, concurrency=concurrency, name=f"bench {prefix}")
+    batch = wait_finished(batch.pk, timeout=1800)
+    wall = time.monotonic() - launched
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    procs.stop(cluster, grace=1.0)
+    elapsed = (batch.finished_at - batch.started_at).total_seconds()
+    problems = ledger_check(batch.pk, expected_total=leads)
+    log(
+        f"{prefix}: {leads} leads in {elapsed:.1f}s (wall from launch {wall:.1f}s), "
+        f"status {batch.status}, {lead_counts(batch.pk)}, problems: {problems or 'none'}"
+    )
+    return batch, elapsed, wall, problems
+
+
+def critical_path_ms(batch_id: int, latency: int) -> float:
+    """Mean simulated provider latency of a lead: slowest first-stage provider + the LLM call."""
+    from django.conf import settings
+
+    from batches.models import BatchReportLead
+    from reports import sandbox
+    from reports.providers import applicable_providers
+
+    settings.SANDBOX_LATENCY_MS = latency
+    paths = []
+    for lead in BatchReportLead.objects.filter(batch_id=batch_id).select_related("lead"):
+        lead = lead.lead
+        names = applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email))
+        first = [sandbox.latency_ms(name, lead.domain, 1) for name in names if name != "llm"]
+        paths.append(max(first, default=0.0) + sandbox.latency_ms("llm", f"lead-{lead.pk}", 1))
+    return mean(paths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--runners", type=int, default=None, help="BATCH_RUNNERS_PER_BATCH (default 2)")
+    parser.add_argument("--only", choices=["overhead", "latency"], default=None)
+    args = parser.parse_args()
+    extra = {} if args.runners is None else {"BATCH_RUNNERS_PER_BATCH": str(args.runners)}
+
+    base = bench_env(DB, SANDBOX_FAILURE_RATE="0", **extra)
+    fresh_database(base)
+    django_setup(base)
+    figures = Figures("Engine (PostgreSQL + Redis, 1 qcluster with Q_WORKERS=2, sandbox providers)")
+    stamp = int(time.time())
+    with Processes("engine") as procs:
+        if args.only in (None, "overhead"):
+            env = bench_env(DB, SANDBOX_FAILURE_RATE="0", SANDBOX_LATENCY_MS="0", **extra)
+            batch, elapsed, wall, problems = run_batch(
+                procs,
+                env,
+                leads=args.leads,
+                concurrency=args.concurrency,
+                prefix=f"zero{stamp}",
+                profile=args.profile,
+            )
+            rate = args.leads / elapsed
+            figures.add(
+                f"engine overhead, 0 ms latency, {args.leads} leads, concurrency {args.concurrency}",
+                f"{rate:.1f} leads/s",
+                ">= 200 leads/s",
+                rate >= 200 and not problems,
+            )
+            if args.profile:
+                summarize_profile(LOG_DIR / f"profile-zero{stamp}.txt")
+        if args.only in (None, "latency"):
+            env = bench_env(DB, SANDBOX_FAILURE_RATE="0", SANDBOX_LATENCY_MS="300", **extra)
+            batch, elapsed, wall, problems = run_batch(
+                procs, env, leads=1000, concurrency=20, prefix=f"lat{stamp}"
+            )
+            path_ms = critical_path_ms(batch.pk, 300)
+            ideal = 20 / (path_ms / 1000)
+            rate = 1000 / elapsed
+            efficiency = rate / ideal
+            figures.add(
+                "latency-bound efficiency, 300 ms, concurrency 20, 1000 leads",
+                f"{efficiency:.3f} ({rate:.2f} leads/s of ideal {ideal:.2f}; "
+                f"critical path {path_ms:.0f} ms/lead)",
+                ">= 0.90",
+                efficiency >= 0.90 and not problems,
+            )
+            env = bench_env(DB, SANDBOX_FAILURE_RATE="0.05", SANDBOX_LATENCY_MS="300", **extra)
+            batch, elapsed, wall, problems = run_batch(
+                procs, env, leads=1000, concurrency=20, prefix=f"real{stamp}"
+            )
+            counts = lead_counts(batch.pk)
+            figures.add(
+                "1000-lead batch, 300 ms, concurrency 20, failure rate 0.05",
+                f"{elapsed:.1f} s ({wall:.1f} s from launch); {counts}",
+                "well inside 1800 s",
+                elapsed < 600 and not problems,
+            )
+    figures.exit()
+
+
+if __name__ == "__main__":
+    main()
