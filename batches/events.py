@@ -35,13 +35,26 @@ def batch_event_emit(*, batch_id: int, finished: bool = False) -> bool:
     Progress events are throttled per batch (shared cache, so across processes when Redis is
     configured); returns whether an event was scheduled.
     """
-    if not finished and not cache.add(f"batch-event-throttle:{batch_id}", 1, timeout=THROTTLE_SECONDS):
+    if not finished and not _throttle_passes(batch_id):
         return False
     BatchReport.objects.filter(pk=batch_id).update(seq=F("seq") + 1)
     seq = BatchReport.objects.filter(pk=batch_id).values_list("seq", flat=True).first() or 0
     message = {"type": FINISHED if finished else PROGRESS, "batch_id": batch_id, "seq": seq}
     transaction.on_commit(lambda: _send(batch_id, message))
     return True
+
+
+def _throttle_passes(batch_id: int) -> bool:
+    """True for the first progress event of a batch in each THROTTLE_SECONDS window.
+
+    With the cache unreachable (Redis restarting) the event goes: a hint too many costs a snapshot
+    read, whereas an exception here would fail the settle that called it.
+    """
+    try:
+        return cache.add(f"batch-event-throttle:{batch_id}", 1, timeout=THROTTLE_SECONDS)
+    except Exception:
+        logger.warning("event throttle unavailable for batch %s; sending anyway", batch_id, exc_info=True)
+        return True
 
 
 def _send(batch_id: int, message: dict) -> None:

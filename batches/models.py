@@ -134,7 +134,7 @@ class BatchReportLead(models.Model):
         indexes = [
             models.Index(fields=["batch", "status"], name="batch_lead_status"),
             models.Index(fields=["batch", "status", "position"], name="batch_lead_claim"),
-            models.Index(fields=["batch", "-updated_at"], name="batch_lead_recent"),
+            models.Index(fields=["batch", "-updated_at", "-id"], name="batch_lead_recent_changes"),
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status="processing"),

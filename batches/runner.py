@@ -274,13 +274,15 @@ def settle(claim: Claim, result: Result) -> str | None:
             status = Lead.CANCELLED if result.transient and batch.status == Batch.CANCELLING else Lead.FAILED
             updates.update(last_error=result.error_message, error_code=result.error_code, finished_at=now)
         held.update(status=status, **updates)
+        events.batch_event_emit(batch_id=row.batch_id)
+        # Last: the batch and daily ledger rows are shared by every worker, so their row locks are
+        # taken as late as possible and held only until the commit that follows.
         ledger_settle(
             batch_id=row.batch_id,
             released=row.reserved_usd,
             paid=paid_total - row.cost_usd,
             day=row.reserved_on,
         )
-        events.batch_event_emit(batch_id=row.batch_id)
     return status
 
 

@@ -58,3 +58,18 @@ def test_a_broken_channel_layer_never_breaks_the_caller(settings, django_capture
     with django_capture_on_commit_callbacks(execute=True):
         batch_event_emit(batch_id=batch.pk, finished=True)
     assert "could not send batch.finished" in caplog.text
+
+
+def test_an_unreachable_throttle_cache_sends_rather_than_breaking_the_caller(
+    settings, django_capture_on_commit_callbacks, caplog
+):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}  # fmt: skip
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    batch = BatchReport.objects.create(name="b", provider_mode="sandbox")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert batch_event_emit(batch_id=batch.pk)
+        assert batch_event_emit(batch_id=batch.pk)  # no throttle to coalesce with: every hint goes
+    batch.refresh_from_db()
+    assert batch.seq == 2
+    assert "event throttle unavailable" in caplog.text
