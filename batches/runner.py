@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections, connection, connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from batches import events
@@ -50,6 +51,8 @@ STOP = "stop"
 DONE = "done"
 WAIT = "wait"
 WORKER_LOST = "worker_lost"
+# How long the dispatcher waits for a result before trying to claim again while it has free threads.
+WAIT_SECONDS = 0.25
 INTERNAL_ERROR = "internal_error"
 
 
@@ -86,12 +89,6 @@ class Result:
         return self.report_id is not None and not self.error_code
 
 
-@dataclass
-class SliceStats:
-    processed: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 def runners_enqueue(*, batch_id: int, count: int = 1) -> None:
     """Queue `count` runner tasks for the batch once the current transaction commits."""
     from django_q.tasks import async_task
@@ -105,22 +102,42 @@ def runners_enqueue(*, batch_id: int, count: int = 1) -> None:
 
 
 def _worst_case(lead, prices) -> Decimal:
+    return _worst_cases([lead], prices)[0]
+
+
+def _worst_cases(leads: list, prices) -> list[Decimal]:
+    """Each lead's worst-case cost: every applicable provider not fresh in the cache, the LLM at its caps."""
     from reports import pricing
     from reports.providers import applicable_providers
     from reports.selectors import fresh_cache_pairs
 
-    cached = {provider for _, provider in fresh_cache_pairs(leads=[lead])}
-    return worst_case_cost(
-        providers=applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email)),
-        prices=prices,
-        cached=cached,
-        max_input_tokens=pricing.LLM_MAX_INPUT_TOKENS,
-        max_output_tokens=pricing.LLM_MAX_OUTPUT_TOKENS,
-    )
+    cached = fresh_cache_pairs(leads=leads)
+    return [
+        worst_case_cost(
+            providers=applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email)),
+            prices=prices,
+            cached={provider for lead_id, provider in cached if lead_id == lead.pk},
+            max_input_tokens=pricing.LLM_MAX_INPUT_TOKENS,
+            max_output_tokens=pricing.LLM_MAX_OUTPUT_TOKENS,
+        )
+        for lead in leads
+    ]
 
 
 def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
     """Lease the next due lead of the batch to `owner`, or say why not (STOP, DONE or WAIT)."""
+    claimed = claim_leads(batch_id=batch_id, owner=owner, prices=prices, limit=1)
+    return claimed[0] if isinstance(claimed, list) else claimed
+
+
+def claim_leads(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[Claim] | str:
+    """Lease up to `limit` due leads of the batch to `owner`, or say why none (STOP, DONE or WAIT).
+
+    One short transaction under the batch row lock: count the unexpired leads in flight (never more
+    than `concurrency` across every runner), pick the next due pending leads (skip-locked on
+    PostgreSQL), reserve their worst case in the ledger and lease them. Claiming several leads per
+    transaction keeps the shared batch row locked for one round of queries instead of one per lead.
+    """
     with transaction.atomic():
         batch = (
             BatchReport.objects.select_for_update()
@@ -132,7 +149,8 @@ def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
             return STOP
         now = timezone.now()
         rows = BatchReportLead.objects.filter(batch_id=batch_id)
-        if rows.filter(status=Lead.PROCESSING, lease_expires_at__gt=now).count() >= batch.concurrency:
+        free = batch.concurrency - rows.filter(status=Lead.PROCESSING, lease_expires_at__gt=now).count()
+        if free <= 0:
             return WAIT
         due = (
             rows.filter(status=Lead.PENDING)
@@ -142,38 +160,62 @@ def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
         )
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True, of=("self",))
-        row = due.first()
-        if row is None:
+        picked = list(due[: min(free, limit)])
+        if not picked:
             return WAIT if rows.filter(status=Lead.PENDING).exists() else DONE
         day = now.date()
-        amount = _worst_case(row.lead, prices)
-        refused = ledger_reserve(batch_id=batch_id, amount=amount, day=day)
-        if refused:
+        amounts = _worst_cases([row.lead for row in picked], prices)
+        picked, amounts, refused = _reserve(batch_id=batch_id, rows=picked, amounts=amounts, day=day)
+        if not picked:
             _budget_exhausted(batch_id=batch_id, reason=refused, now=now)
             return DONE
-        rows.filter(pk=row.pk, status=Lead.PENDING).update(
-            status=Lead.PROCESSING,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds()),
-            attempts=row.attempts + 1,
-            run_attempts=row.run_attempts + 1,
-            started_at=row.started_at or now,
-            reserved_usd=amount,
-            reserved_on=day if amount else None,
-            next_attempt_at=None,
-            updated_at=now,
-        )
-        updates = {"runner_heartbeat_at": now}
+        lease_until = now + timedelta(seconds=lease_seconds())
+        for amount in set(amounts):
+            ids = [row.pk for row, row_amount in zip(picked, amounts, strict=True) if row_amount == amount]
+            rows.filter(pk__in=ids, status=Lead.PENDING).update(
+                status=Lead.PROCESSING,
+                lease_owner=owner,
+                lease_expires_at=lease_until,
+                attempts=F("attempts") + 1,
+                run_attempts=F("run_attempts") + 1,
+                started_at=Coalesce("started_at", Value(now)),
+                reserved_usd=amount,
+                reserved_on=day if amount else None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
         if batch.status == Batch.QUEUED:
-            updates.update(status=Batch.RUNNING, started_at=batch.started_at or now)
-        BatchReport.objects.filter(pk=batch_id).update(**updates)
-        return Claim(
-            row_id=row.pk,
-            lead_id=row.lead_id,
-            attempt=row.attempts + 1,
-            run_attempt=row.run_attempts + 1,
-            owner=owner,
-        )
+            BatchReport.objects.filter(pk=batch_id).update(
+                status=Batch.RUNNING, started_at=batch.started_at or now, runner_heartbeat_at=now
+            )
+        return [
+            Claim(
+                row_id=row.pk,
+                lead_id=row.lead_id,
+                attempt=row.attempts + 1,
+                run_attempt=row.run_attempts + 1,
+                owner=owner,
+            )
+            for row in picked
+        ]
+
+
+def _reserve(
+    *, batch_id: int, rows: list, amounts: list[Decimal], day
+) -> tuple[list, list[Decimal], str | None]:
+    """Reserve the rows' worst cases: all at once when the budgets allow, else lead by lead in order.
+
+    Returns the rows that got their reservation (a prefix of `rows`), their amounts, and why the
+    first one that did not fit was refused (None when all fit).
+    """
+    refused = ledger_reserve(batch_id=batch_id, amount=sum(amounts, ZERO), day=day)
+    if refused is None or len(rows) == 1:
+        return (rows, amounts, None) if refused is None else ([], [], refused)
+    for index, amount in enumerate(amounts):
+        refused = ledger_reserve(batch_id=batch_id, amount=amount, day=day)
+        if refused:
+            return rows[:index], amounts[:index], refused
+    return rows, amounts, None
 
 
 def _budget_exhausted(*, batch_id: int, reason: str, now) -> None:
@@ -327,41 +369,27 @@ def _announce(batch_id: int) -> None:
         logger.exception("could not announce the completion of batch %s", batch_id)
 
 
-def _worker(
-    batch_id: int, deadline: float, prices: dict, owners: set, stats: SliceStats, stop: threading.Event
-):
-    owner = new_owner()
-    owners.add(owner)
+def _worker(claims: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+    """A pool thread: process and settle the claims handed to it until it gets None."""
     try:
-        while time.monotonic() < deadline and not stop.is_set():
-            claim = claim_next(batch_id=batch_id, owner=owner, prices=prices)
-            if claim == STOP:
-                break
-            if claim == DONE:
-                batch_finish_if_done(batch_id=batch_id)
-                break
-            if claim == WAIT:
-                time.sleep(random.uniform(0.05, 0.25))
-                continue
-            result = process(claim)
-            settle(claim, result)
-            with stats.lock:
-                stats.processed += 1
+        while (claim := claims.get()) is not None:
+            try:
+                results.put(settle(claim, process(claim)))
+            except BaseException as exc:  # handed to the dispatcher, which stops claiming and re-raises
+                results.put(exc)
     finally:
-        owners.discard(owner)
         connections.close_all()
 
 
-def _heartbeat(batch_id: int, owners: set, stop: threading.Event) -> None:
+def _heartbeat(batch_id: int, owner: str, stop: threading.Event) -> None:
+    """Renew the leases of this runner's leads in flight, and say the batch has a live runner."""
     interval = max(lease_seconds() / 3.0, 0.2)
     try:
         while not stop.wait(interval):
             now = timezone.now()
-            live = list(owners)
-            if live:
-                BatchReportLead.objects.filter(
-                    batch_id=batch_id, status=Lead.PROCESSING, lease_owner__in=live
-                ).update(lease_expires_at=now + timedelta(seconds=lease_seconds()))
+            BatchReportLead.objects.filter(
+                batch_id=batch_id, status=Lead.PROCESSING, lease_owner=owner
+            ).update(lease_expires_at=now + timedelta(seconds=lease_seconds()))
             BatchReport.objects.filter(pk=batch_id).update(runner_heartbeat_at=now)
     finally:
         connections.close_all()
@@ -385,19 +413,13 @@ def run_slice(
         return 0
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else settings.RUNNER_SLICE_SECONDS)
     prices = price_table()
-    owners: set[str] = set()
-    stats = SliceStats()
+    owner = new_owner()
     stop = threading.Event()
-    heartbeat = threading.Thread(target=_heartbeat, args=(batch_id, owners, stop), daemon=True)
+    heartbeat = threading.Thread(target=_heartbeat, args=(batch_id, owner, stop), daemon=True)
     heartbeat.start()
     size = max(1, min(workers or batch.concurrency, batch.concurrency))
     try:
-        with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"batch-{batch_id}") as pool:
-            futures = [
-                pool.submit(_worker, batch_id, deadline, prices, owners, stats, stop) for _ in range(size)
-            ]
-            for future in futures:
-                future.result()
+        processed = _dispatch(batch_id=batch_id, owner=owner, prices=prices, size=size, deadline=deadline)
     finally:
         stop.set()
         heartbeat.join()
@@ -407,7 +429,67 @@ def run_slice(
                 BatchReport.objects.filter(pk=batch_id, status__in=(Batch.QUEUED, Batch.RUNNING)).exists()
             ):
                 runners_enqueue(batch_id=batch_id)
-    return stats.processed
+    return processed
+
+
+def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: float) -> int:
+    """Keep up to `size` of the batch's leads in flight on a thread pool until the work or the time ends.
+
+    This thread claims leads in groups for the pool's free threads; the threads process and settle
+    them. Returns the number of leads processed; an unexpected error in a thread stops the claiming,
+    lets the leads in flight finish, and is raised.
+    """
+    claims: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    threads = [
+        threading.Thread(target=_worker, args=(claims, results), name=f"batch-{batch_id}-{n}", daemon=True)
+        for n in range(size)
+    ]
+    for thread in threads:
+        thread.start()
+    in_flight = processed = 0
+    claiming = True
+    error: BaseException | None = None
+    try:
+        while True:
+            if claiming and time.monotonic() >= deadline:
+                claiming = False
+            if claiming and in_flight < size:
+                claimed = claim_leads(batch_id=batch_id, owner=owner, prices=prices, limit=size - in_flight)
+                if isinstance(claimed, list):
+                    for claim in claimed:
+                        claims.put(claim)
+                    in_flight += len(claimed)
+                elif claimed in (STOP, DONE):
+                    claiming = False
+            if not in_flight:
+                if not claiming:
+                    break
+                # Every slot is held by other runners, or the pending leads are backing off.
+                time.sleep(random.uniform(0.05, 0.25))
+                continue
+            try:
+                outcome = results.get(timeout=None if in_flight >= size or not claiming else WAIT_SECONDS)
+            except queue.Empty:
+                continue
+            while True:
+                in_flight -= 1
+                processed += 1
+                if isinstance(outcome, BaseException):
+                    error = error or outcome
+                    claiming = False
+                try:
+                    outcome = results.get_nowait()
+                except queue.Empty:
+                    break
+    finally:
+        for _ in threads:
+            claims.put(None)
+        for thread in threads:
+            thread.join()
+    if error is not None:
+        raise error
+    return processed
 
 
 def recover(*, now=None) -> dict:
