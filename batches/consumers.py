@@ -6,6 +6,7 @@ dropped event, a missed group message or a restarted server costs nothing: the n
 
 import asyncio
 import contextlib
+import json
 import time
 
 from channels.db import database_sync_to_async
@@ -86,6 +87,25 @@ class SnapshotMemo:
 
 
 snapshots = SnapshotMemo(ttl=SNAPSHOT_TTL_SECONDS)
+
+
+def encoded(snapshot: dict) -> str:
+    """The snapshot as JSON text, encoded once however many sockets send it.
+
+    Keyed by the dict's identity (the memo hands the same dict to every socket of a tick); the entry
+    keeps the dict alive, so an id is never reused while it is remembered.
+    """
+    cached = _encodings.get(id(snapshot))
+    if cached is None or cached[0] is not snapshot:
+        cached = (snapshot, json.dumps(snapshot))
+        _encodings[id(snapshot)] = cached
+        while len(_encodings) > ENCODINGS_KEPT:
+            _encodings.pop(next(iter(_encodings)))
+    return cached[1]
+
+
+_encodings: dict[int, tuple[dict, str]] = {}
+ENCODINGS_KEPT = 64
 
 
 class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
@@ -179,4 +199,5 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
         self._seq = max(self._seq + 1, int(snapshot.get("seq") or 0))
         self._last_sent = asyncio.get_running_loop().time()
         self._last_snapshot = snapshot
-        await self.send_json({"type": kind, "seq": self._seq, "batch": snapshot})
+        # The snapshot is encoded once per read and shared by every socket; only the envelope is ours.
+        await self.send(text_data=f'{{"type": "{kind}", "seq": {self._seq}, "batch": {encoded(snapshot)}}}')

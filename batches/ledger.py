@@ -40,13 +40,8 @@ def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
         )
         if not reserved:
             return BUDGET_EXHAUSTED
-        DailySpend.objects.get_or_create(day=day)
-        reserved = (
-            DailySpend.objects.filter(day=day)
-            .filter(spent_usd__lte=settings.DAILY_BUDGET_USD - amount - F("reserved_usd"))
-            .update(reserved_usd=F("reserved_usd") + amount)
-        )
-        if not reserved:
+        fits = Q(spent_usd__lte=settings.DAILY_BUDGET_USD - amount - F("reserved_usd"))
+        if not _daily_update(day, fits, reserved_usd=F("reserved_usd") + amount):
             transaction.set_rollback(True)
             return DAILY_BUDGET_EXHAUSTED
     return None
@@ -65,10 +60,15 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
         from batches.selectors import today
 
         day = today()
-        DailySpend.objects.get_or_create(day=day)
-    DailySpend.objects.filter(day=day).update(
-        spent_usd=F("spent_usd") + paid, reserved_usd=F("reserved_usd") - released
-    )
+    _daily_update(day, Q(), spent_usd=F("spent_usd") + paid, reserved_usd=F("reserved_usd") - released)
+
+
+def _daily_update(day: date, condition: Q, **changes) -> int:
+    """UPDATE the day's ledger row where `condition` holds, creating the row on the day's first use."""
+    updated = DailySpend.objects.filter(condition, day=day).update(**changes)
+    if not updated and DailySpend.objects.get_or_create(day=day)[1]:
+        updated = DailySpend.objects.filter(condition, day=day).update(**changes)
+    return updated
 
 
 def paid_for_rows(row_ids) -> Decimal:

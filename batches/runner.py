@@ -289,7 +289,6 @@ def settle(claim: Claim, result: Result) -> str | None:
         if row is None:
             logger.warning("batch row %s: lease lost by %s before settling", claim.row_id, claim.owner)
             return None
-        batch = BatchReport.objects.only("status", "max_retries").get(pk=row.batch_id)
         paid_total, breakdown = paid_breakdown(claim.row_id)
         updates = {
             "lease_owner": "",
@@ -301,6 +300,12 @@ def settle(claim: Claim, result: Result) -> str | None:
             "duration_ms": result.duration_ms,
             "updated_at": now,
         }
+        # Only a failure needs the batch (its retry budget and whether it is being cancelled).
+        batch = (
+            None
+            if result.succeeded
+            else BatchReport.objects.only("status", "max_retries").get(pk=row.batch_id)
+        )
         if result.succeeded:
             status = Lead.SUCCEEDED
             updates.update(report_id=result.report_id, last_error="", error_code="", finished_at=now)
