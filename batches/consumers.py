@@ -22,7 +22,7 @@ CLOSE_NOT_FOUND = 4004
 # Rate limits per socket (SPEC §6): at most one message per second, at least one every two seconds.
 # The margins keep both bounds true as seen by the client despite scheduling and network jitter.
 MIN_INTERVAL_SECONDS = 1.05
-MAX_INTERVAL_SECONDS = 1.5
+MAX_INTERVAL_SECONDS = 1.25
 # Many sockets on one batch share one snapshot read per tick (per process).
 SNAPSHOT_TTL_SECONDS = 0.5
 
