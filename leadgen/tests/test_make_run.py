@@ -1,0 +1,93 @@
+"""`make run` on the embedded default: set-up, the printed login, 500 leads, both servers, Ctrl-C.
+
+It runs the real Makefile target against a fresh SQLite file, with no PostgreSQL or Redis.
+"""
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_login_page(url: str, process: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"make run exited early with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a local URL
+                return response.status
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def processes_in_group(pgid: int) -> list[str]:
+    result = subprocess.run(
+        ["ps", "-o", "pid=,pgid=,args=", "-e"], capture_output=True, text=True, check=True
+    )
+    return [line for line in result.stdout.splitlines() if line.split()[1] == str(pgid)]
+
+
+def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    database = tmp_path / "demo.sqlite3"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "Q_BROKER", "DJANGO_SETTINGS_MODULE"}
+        and not key.startswith(("COV_", "PYTEST_"))
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{database}",
+        DEMO_ADMIN_PASSWORD="demo-pass-for-the-test",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        LOG_LEVEL="WARNING",
+    )
+    output = tmp_path / "make-run.log"
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=output.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        assert wait_for_login_page(f"http://127.0.0.1:{port}/admin/login/", process) == 200
+        printed = output.read_text()
+        assert f"http://127.0.0.1:{port}/admin/" in printed
+        assert re.search(r"username: admin\b", printed)
+        assert "password: demo-pass-for-the-test" in printed
+        with sqlite3.connect(database) as db:
+            assert db.execute("SELECT count(*) FROM leads_lead").fetchone() == (500,)
+        running = "\n".join(processes_in_group(process.pid))
+        assert "daphne" in running and "qcluster" in running
+
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process group
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while processes_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_in_group(process.pid) == []
+    finally:
+        if process.poll() is None or processes_in_group(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
