@@ -59,7 +59,7 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
         DATABASE_URL=f"sqlite:///{database}",
         DEMO_ADMIN_PASSWORD="demo-pass-for-the-test",
         MEDIA_ROOT=str(tmp_path / "media"),
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="INFO",  # the cluster says when it is running
     )
     output = tmp_path / "make-run.log"
     process = subprocess.Popen(
@@ -80,6 +80,11 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
             assert db.execute("SELECT count(*) FROM leads_lead").fetchone() == (500,)
         running = "\n".join(processes_in_group(process.pid))
         assert "daphne" in running and "qcluster" in running
+        # Ctrl-C once the workers are up (django-q2 can hang when stopped halfway through starting).
+        deadline = time.monotonic() + 60
+        while "running." not in output.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert re.search(r"Q Cluster \S+ \[leadgen\] running\.", output.read_text())
 
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process group
         process.wait(timeout=30)
