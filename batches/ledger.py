@@ -14,12 +14,14 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, Sum
+from django.db.models.functions import Round
 
 from batches.costs import ZERO
 from batches.models import BatchReport, DailySpend
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
+LEDGER_PLACES = 6
 
 
 def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
@@ -36,12 +38,12 @@ def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
                 Q(budget_usd__isnull=True)
                 | Q(budget_usd__gte=F("actual_cost_usd") + F("reserved_usd") + amount)
             )
-            .update(reserved_usd=F("reserved_usd") + amount)
+            .update(reserved_usd=_money(F("reserved_usd") + amount))
         )
         if not reserved:
             return BUDGET_EXHAUSTED
         fits = Q(spent_usd__lte=settings.DAILY_BUDGET_USD - amount - F("reserved_usd"))
-        if not _daily_update(day, fits, reserved_usd=F("reserved_usd") + amount):
+        if not _daily_update(day, fits, reserved_usd=_money(F("reserved_usd") + amount)):
             transaction.set_rollback(True)
             return DAILY_BUDGET_EXHAUSTED
     return None
@@ -52,7 +54,7 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
     if not released and not paid:
         return
     BatchReport.objects.filter(pk=batch_id).update(
-        actual_cost_usd=F("actual_cost_usd") + paid, reserved_usd=F("reserved_usd") - released
+        actual_cost_usd=_money(F("actual_cost_usd") + paid), reserved_usd=_money(F("reserved_usd") - released)
     )
     if day is None:
         if not paid:
@@ -60,7 +62,19 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
         from batches.selectors import today
 
         day = today()
-    _daily_update(day, Q(), spent_usd=F("spent_usd") + paid, reserved_usd=F("reserved_usd") - released)
+    _daily_update(
+        day, Q(), spent_usd=_money(F("spent_usd") + paid), reserved_usd=_money(F("reserved_usd") - released)
+    )
+
+
+def _money(expression) -> Round:
+    """Ledger arithmetic rounded to the columns' 6 places.
+
+    Exact on PostgreSQL's numeric anyway; SQLite computes in binary floats, where adding a group's
+    reservation and releasing it lead by lead can leave -0.00000000000000003 behind and trip the
+    non-negative CHECK constraints.
+    """
+    return Round(expression, LEDGER_PLACES)
 
 
 def _daily_update(day: date, condition: Q, **changes) -> int:
