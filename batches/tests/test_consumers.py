@@ -128,11 +128,13 @@ async def test_terminal_event_is_sent_at_once(viewer):
 @pytest.mark.django_db(transaction=True)
 async def test_running_batch_streams_within_the_rate_limits_and_ends_on_the_status_snapshot(viewer, settings):
     """The real runner works through the batch in a thread while one socket listens for its whole life."""
-    settings.SANDBOX_LATENCY_MS = 150
+    # One lead at a time, ~0.4 s each: comfortably more than the 10 s window the cadence is checked over.
+    settings.SANDBOX_LATENCY_MS = 200
     settings.SANDBOX_FAILURE_RATE = 0.1
+    lead_count = 40
 
     def launch() -> BatchReport:
-        leads = bulk_leads(24, prefix="Live")
+        leads = bulk_leads(lead_count, prefix="Live")
         draft = services.batch_create_draft(user=viewer, lead_ids=[lead.pk for lead in leads], concurrency=1)
         return services.batch_launch(batch=draft, user=viewer, enqueue=False)
 
@@ -175,7 +177,7 @@ async def test_running_batch_streams_within_the_rate_limits_and_ends_on_the_stat
     assert all(later > earlier for earlier, later in itertools.pairwise(seqs))
     assert messages[-1]["batch"] == expected
     assert expected["status"] in (BatchReport.Status.COMPLETED, BatchReport.Status.COMPLETED_WITH_ERRORS)
-    assert expected["succeeded"] + expected["failed"] == 24
+    assert expected["succeeded"] + expected["failed"] == lead_count
     percents = [m["batch"]["progress_percent"] for m in messages]
     assert percents == sorted(percents) and percents[-1] == 100.0
     assert any(0 < p < 100 for p in percents)
