@@ -180,3 +180,19 @@ __all__ = [
     "run_main",
     "settle_followers",
 ]
+
+
+def recover_until(batch_id: int, every: float) -> None:
+    """Run the recovery every `every` seconds until the batch is finished (for a database without the
+    migration's schedule, e.g. the test database after a flush)."""
+    from django.db import connections
+
+    from batches.models import BatchReport
+    from batches.runner import recover
+
+    try:
+        while BatchReport.objects.filter(pk=batch_id, status__in=BatchReport.ACTIVE).exists():
+            recover()
+            time.sleep(every)
+    finally:
+        connections.close_all()

@@ -8,12 +8,13 @@ and nothing stays reserved.
 """
 
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _drill import group_pids, lease_pids, log, run_main
+from _drill import group_pids, lease_pids, log, recover_until, run_main
 from _setup import Processes, launch, lead_counts, ledger_check, make_leads, wait_finished, wait_for
 
 
@@ -53,6 +54,8 @@ def drill(
         if recover_in_process:
             time.sleep(float(env["BATCH_LEASE_SECONDS"]) + 0.5)
             log(f"recovery: {recover()}")
+            # Then keep recovering as the schedule would, should another lease expire later.
+            threading.Thread(target=recover_until, args=(batch.pk, 1.0), daemon=True).start()
         batch = wait_finished(batch.pk, timeout=240)
     counts = lead_counts(batch.pk)
     log(f"batch {batch.pk} {batch.status}: {counts}, actual cost {batch.actual_cost_usd}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _drill import Followers, log, run_main, settle_followers
+from _drill import Followers, log, recover_until, run_main, settle_followers
 from _setup import (
     Processes,
     free_port,
@@ -33,22 +33,6 @@ from _setup import (
 )
 
 PORT = 6391
-
-
-def recover_until(batch_id: int, every: float) -> None:
-    """Run the recovery every `every` seconds until the batch is finished (for a database without the
-    migration's schedule, e.g. the test database after a flush)."""
-    from django.db import connections
-
-    from batches.models import BatchReport
-    from batches.runner import recover
-
-    try:
-        while BatchReport.objects.filter(pk=batch_id, status__in=BatchReport.ACTIVE).exists():
-            recover()
-            time.sleep(every)
-    finally:
-        connections.close_all()
 
 
 def drill(
