@@ -32,12 +32,6 @@ def _require_services(request):
 
 
 @pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """Tests create many users: hash their passwords cheaply (never in production settings)."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 

@@ -20,6 +20,11 @@ LEAD_PERMS = ("leads.view_lead", "leads.change_lead")
 RUNNER_PERMS = (*LEAD_PERMS, "batches.view_batchreport", "batches.run_batch")
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def runner(django_user_model, client):
     user = make_user(django_user_model, "runner", perms=RUNNER_PERMS)

@@ -23,6 +23,7 @@ VIEWER_PERMS = ("batches.view_batchreport",)
 
 @pytest.fixture(autouse=True)
 async def _fresh_memo_and_connections(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     consumers.snapshots.clear()
     yield
     consumers.snapshots.clear()

@@ -12,6 +12,11 @@ RUNNER_PERMS = ("batches.view_batchreport", "batches.run_batch")
 FAILED_AND_MORE = ["succeeded", "succeeded", "failed", "failed", "failed", "processing", "pending", "pending"]
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def runner(django_user_model, client):
     user = make_user(django_user_model, "runner", perms=RUNNER_PERMS)

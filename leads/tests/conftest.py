@@ -3,7 +3,12 @@ from django.contrib.auth.models import Permission
 
 
 @pytest.fixture
-def staff_viewer(django_user_model):
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def staff_viewer(django_user_model, fast_passwords):
     """A staff user allowed to view leads (and nothing else)."""
     user = django_user_model.objects.create_user(username="viewer", password="pw", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_lead", content_type__app_label="leads"))

@@ -81,7 +81,7 @@ def test_anonymous_is_refused():
     assert response.json() == {"detail": "Authentication credentials were not provided."}
 
 
-def test_staff_without_view_permission_is_forbidden(django_user_model):
+def test_staff_without_view_permission_is_forbidden(django_user_model, fast_passwords):
     user = django_user_model.objects.create_user(username="noperm", password="pw", is_staff=True)
     client = APIClient()
     client.force_authenticate(user)

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from leads.models import Lead
 from leads.tests.factories import LeadFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
 
 
 def demo_setup(*args) -> str:

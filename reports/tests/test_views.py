@@ -11,13 +11,18 @@ def report(lead_factory):
     return report_generate(lead=lead_factory(company_name="Viewable Dental")).report
 
 
+@pytest.fixture
+def fast_hashers(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def test_urls():
     assert reverse("reports:detail", args=[5]) == "/reports/5/"
     assert reverse("reports:pdf", args=[5]) == "/reports/5.pdf"
 
 
 @pytest.mark.parametrize("name", ["reports:detail", "reports:pdf"])
-def test_anonymous_and_non_staff_are_sent_to_login(client, django_user_model, report, name):
+def test_anonymous_and_non_staff_are_sent_to_login(client, django_user_model, report, name, fast_hashers):
     url = reverse(name, args=[report.pk])
     response = client.get(url)
     assert response.status_code == 302
