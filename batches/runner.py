@@ -66,11 +66,22 @@ def lease_seconds() -> int:
 
 @dataclass
 class Claim:
+    """A lead leased to `owner`, with what settling it needs: the row's ledger values as leased.
+
+    Only the lease holder changes a leased row's reservation and cost, and settle's UPDATE is guarded
+    by the lease, so these values are the row's own for as long as the UPDATE can match.
+    """
+
     row_id: int
     lead_id: int
     attempt: int
     run_attempt: int
     owner: str
+    batch_id: int = 0
+    lead: object = None
+    reserved_usd: Decimal = ZERO
+    reserved_on: object = None
+    cost_usd: Decimal = ZERO
 
 
 @dataclass
@@ -195,8 +206,13 @@ def claim_leads(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[
                 attempt=row.attempts + 1,
                 run_attempt=row.run_attempts + 1,
                 owner=owner,
+                batch_id=batch_id,
+                lead=row.lead,
+                reserved_usd=amount,
+                reserved_on=day if amount else None,
+                cost_usd=row.cost_usd,
             )
-            for row in picked
+            for row, amount in zip(picked, amounts, strict=True)
         ]
 
 
@@ -242,7 +258,7 @@ def process(claim: Claim) -> Result:
 
     started = time.monotonic()
     try:
-        lead = LeadModel.objects.get(pk=claim.lead_id)
+        lead = claim.lead if claim.lead is not None else LeadModel.objects.get(pk=claim.lead_id)
         outcome = report_generate(lead=lead, batch_lead_id=claim.row_id, attempt=claim.attempt)
     except Exception as exc:
         logger.exception("lead %s of batch row %s raised", claim.lead_id, claim.row_id)
@@ -281,15 +297,12 @@ def retry_delay(*, run_attempt: int, retry_after: float | None = None) -> float:
 def settle(claim: Claim, result: Result) -> str | None:
     """Write the result if `claim.owner` still holds the lease; returns the lead's new status or None."""
     now = timezone.now()
+    # What this row paid over all its attempts, from the call log: this attempt's calls are committed.
+    paid_total, breakdown = paid_breakdown(claim.row_id)
     with transaction.atomic():
         held = BatchReportLead.objects.filter(
             pk=claim.row_id, lease_owner=claim.owner, status=Lead.PROCESSING
         )
-        row = held.select_for_update().only("batch_id", "cost_usd", "reserved_usd", "reserved_on").first()
-        if row is None:
-            logger.warning("batch row %s: lease lost by %s before settling", claim.row_id, claim.owner)
-            return None
-        paid_total, breakdown = paid_breakdown(claim.row_id)
         updates = {
             "lease_owner": "",
             "lease_expires_at": None,
@@ -304,7 +317,7 @@ def settle(claim: Claim, result: Result) -> str | None:
         batch = (
             None
             if result.succeeded
-            else BatchReport.objects.only("status", "max_retries").get(pk=row.batch_id)
+            else BatchReport.objects.only("status", "max_retries").get(pk=claim.batch_id)
         )
         if result.succeeded:
             status = Lead.SUCCEEDED
@@ -320,15 +333,17 @@ def settle(claim: Claim, result: Result) -> str | None:
         else:
             status = Lead.CANCELLED if result.transient and batch.status == Batch.CANCELLING else Lead.FAILED
             updates.update(last_error=result.error_message, error_code=result.error_code, finished_at=now)
-        held.update(status=status, **updates)
-        events.batch_event_emit(batch_id=row.batch_id)
+        if not held.update(status=status, **updates):
+            logger.warning("batch row %s: lease lost by %s before settling", claim.row_id, claim.owner)
+            return None
+        events.batch_event_emit(batch_id=claim.batch_id)
         # Last: the batch and daily ledger rows are shared by every worker, so their row locks are
         # taken as late as possible and held only until the commit that follows.
         ledger_settle(
-            batch_id=row.batch_id,
-            released=row.reserved_usd,
-            paid=paid_total - row.cost_usd,
-            day=row.reserved_on,
+            batch_id=claim.batch_id,
+            released=claim.reserved_usd,
+            paid=paid_total - claim.cost_usd,
+            day=claim.reserved_on,
         )
     return status
 
@@ -516,8 +531,8 @@ def recover(*, now=None) -> dict:
             held = BatchReportLead.objects.filter(pk=row_id, status=Lead.PROCESSING, lease_expires_at__lt=now)
             locked = held
             if connection.features.has_select_for_update_skip_locked:
-                locked = held.select_for_update(skip_locked=True)
-            row = locked.select_related("batch").first()
+                locked = held.select_for_update(skip_locked=True, of=("self",))
+            row = locked.select_related("batch").order_by().first()
             if row is None:
                 continue
             paid_total, breakdown = paid_breakdown(row.pk)
