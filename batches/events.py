@@ -8,6 +8,7 @@ A failure to send is logged and never breaks the caller.
 from __future__ import annotations
 
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -23,6 +24,10 @@ GROUP_NAME_FORMAT = "batch-{id}"
 PROGRESS = "batch.progress"
 FINISHED = "batch.finished"
 THROTTLE_SECONDS = 1
+
+# When this process last won the shared throttle, per batch: within the window no other progress event
+# of the batch can go, so the cache round trip is skipped (every settle asks).
+_won_at: dict[int, float] = {}
 
 
 def batch_group(batch_id: int) -> str:
@@ -50,11 +55,22 @@ def _throttle_passes(batch_id: int) -> bool:
     With the cache unreachable (Redis restarting) the event goes: a hint too many costs a snapshot
     read, whereas an exception here would fail the settle that called it.
     """
+    now = time.monotonic()
+    if now - _won_at.get(batch_id, float("-inf")) < THROTTLE_SECONDS:
+        return False
     try:
-        return cache.add(f"batch-event-throttle:{batch_id}", 1, timeout=THROTTLE_SECONDS)
+        won = cache.add(f"batch-event-throttle:{batch_id}", 1, timeout=THROTTLE_SECONDS)
     except Exception:
         logger.warning("event throttle unavailable for batch %s; sending anyway", batch_id, exc_info=True)
         return True
+    if won:
+        _won_at[batch_id] = now
+    return won
+
+
+def throttle_reset() -> None:
+    """Forget this process's throttle windows (tests clear the shared cache between cases)."""
+    _won_at.clear()
 
 
 def _send(batch_id: int, message: dict) -> None:
