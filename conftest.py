@@ -40,5 +40,10 @@ def _isolated_media(settings, tmp_path):
 def _clear_cache():
     from django.core.cache import cache
 
+    from batches.events import throttle_reset
+    from reports.selectors import price_table_forget
+
     cache.clear()
+    throttle_reset()
+    price_table_forget()
     yield

@@ -1,5 +1,7 @@
 """Reads of the reports app: prices in force, fresh cache entries, provider statistics."""
 
+import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -30,25 +32,74 @@ CACHE_QUERY_CHUNK = 10_000
 def price_table(*, at: datetime | None = None) -> dict[str, PriceInfo]:
     """The price in force at `at` (default now) for every provider: the row with the latest
     effective_from <= at. A provider without such a row falls back to the shipped default price."""
-    at = at or timezone.now()
-    table: dict[str, PriceInfo] = {}
-    rows = (
-        ProviderPrice.objects.filter(effective_from__lte=at)
-        .order_by("provider", "-effective_from")
-        .values_list(
+    return _table_at(_price_rows(), at or timezone.now())
+
+
+def _price_rows() -> list[tuple]:
+    """Every price row (a handful per provider), newest first per provider."""
+    return list(
+        ProviderPrice.objects.order_by("provider", "-effective_from").values_list(
             "provider",
             "unit_price_usd",
             "input_price_per_million_usd",
             "output_price_per_million_usd",
             "bills_failures",
+            "effective_from",
         )
     )
-    for provider, unit, input_price, output_price, bills_failures in rows:
-        if provider not in table:
+
+
+def _table_at(rows: list[tuple], at: datetime) -> dict[str, PriceInfo]:
+    table: dict[str, PriceInfo] = {}
+    for provider, unit, input_price, output_price, bills_failures, effective_from in rows:
+        if provider not in table and effective_from <= at:
             table[provider] = PriceInfo(provider, unit, input_price, output_price, bills_failures)
     for provider in PROVIDERS:
         table.setdefault(provider, DEFAULT_PRICES[provider])
     return table
+
+
+# How long a process reuses a price table it read (PRICE_TABLE_SECONDS): a price row created or edited
+# in another process applies to this one's calls at most that much later. Rows becoming effective at a
+# known time apply on time (the table is only reused before the next row's effective_from).
+PRICE_TABLE_SECONDS = 5.0
+_price_lock = threading.Lock()
+_price_memo: tuple[float, datetime | None, datetime | None, dict[str, PriceInfo]] | None = None
+
+
+def price_table_recent(*, at: datetime | None = None) -> dict[str, PriceInfo]:
+    """price_table(at=at), reused within this process for up to PRICE_TABLE_SECONDS.
+
+    For the report service, which needs the prices for every report it builds: one query per process
+    every few seconds instead of one per report.
+    """
+    global _price_memo
+    at = at or timezone.now()
+    memo = _price_memo
+    if memo is not None:
+        loaded, valid_from, valid_until, table = memo
+        if (
+            time.monotonic() - loaded < PRICE_TABLE_SECONDS
+            and (valid_from is None or valid_from <= at)
+            and (valid_until is None or at < valid_until)
+        ):
+            return table
+    loaded = time.monotonic()
+    rows = _price_rows()
+    starts = [row[-1] for row in rows]
+    valid_from = max((start for start in starts if start <= at), default=None)
+    valid_until = min((start for start in starts if start > at), default=None)
+    table = _table_at(rows, at)
+    with _price_lock:
+        _price_memo = (loaded, valid_from, valid_until, table)
+    return table
+
+
+def price_table_forget(**_kwargs) -> None:
+    """Drop this process's reused price table (on every price row saved or deleted here)."""
+    global _price_memo
+    with _price_lock:
+        _price_memo = None
 
 
 def cache_subject(provider: str, *, lead_id: int, domain: str) -> str:

@@ -25,7 +25,7 @@ from reports.models import Provider, ProviderCall, ProviderResult, Report
 from reports.pricing import COST_QUANTUM, PriceInfo, call_cost
 from reports.providers import PROVIDER_ORDER, PROVIDERS, ProviderError, applicable_providers
 from reports.providers.base import CallResult, LeadInfo
-from reports.selectors import cache_subject, fresh_results, price_table
+from reports.selectors import cache_subject, fresh_results, price_table_recent
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class _ReportRun:
     def _fetch(self, names: list[str], *, commit: bool) -> None:
         """Run the providers concurrently; persist each finished group of calls before waiting on."""
         if self.prices is None:
-            self.prices = price_table(at=self.now)
+            self.prices = price_table_recent(at=self.now)
         loop, client = _loop_and_client()
         context = dict(self.data)
         token = sandbox.current_attempt.set(self.attempt)
