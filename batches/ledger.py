@@ -12,16 +12,39 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q, Sum
-from django.db.models.functions import Round
+from django.db import connection, transaction
+from django.db.models import Sum
 
 from batches.costs import ZERO
-from batches.models import BatchReport, DailySpend
+from batches.models import DailySpend
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
 LEDGER_PLACES = 6
+
+
+# The statements every lead runs, as plain SQL: building them through the ORM each time costs several
+# times the CPU the database needs to run them. Arithmetic is rounded to the columns' 6 places: exact
+# on PostgreSQL's numeric anyway; SQLite computes in binary floats, where adding a group's reservation
+# and releasing it lead by lead can leave -0.00000000000000003 behind and trip the non-negative CHECK
+# constraints.
+_RESERVE_BATCH = (
+    "UPDATE batches_batchreport SET reserved_usd = ROUND(reserved_usd + %s, 6)"
+    " WHERE id = %s AND (budget_usd IS NULL OR budget_usd >= actual_cost_usd + reserved_usd + %s)"
+)
+_RESERVE_DAY = (
+    "UPDATE batches_dailyspend SET reserved_usd = ROUND(reserved_usd + %s, 6)"
+    # Arithmetic on both sides: SQLite compares a number with a text parameter as text.
+    " WHERE day = %s AND %s - spent_usd - reserved_usd - %s >= 0"
+)
+_SETTLE_BATCH = (
+    "UPDATE batches_batchreport SET actual_cost_usd = ROUND(actual_cost_usd + %s, 6),"
+    " reserved_usd = ROUND(reserved_usd - %s, 6) WHERE id = %s"
+)
+_SETTLE_DAY = (
+    "UPDATE batches_dailyspend SET spent_usd = ROUND(spent_usd + %s, 6),"
+    " reserved_usd = ROUND(reserved_usd - %s, 6) WHERE day = %s"
+)
 
 
 def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
@@ -32,18 +55,9 @@ def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
     if amount <= 0:
         return None
     with transaction.atomic():
-        reserved = (
-            BatchReport.objects.filter(pk=batch_id)
-            .filter(
-                Q(budget_usd__isnull=True)
-                | Q(budget_usd__gte=F("actual_cost_usd") + F("reserved_usd") + amount)
-            )
-            .update(reserved_usd=_money(F("reserved_usd") + amount))
-        )
-        if not reserved:
+        if not _execute(_RESERVE_BATCH, [amount, batch_id, amount]):
             return BUDGET_EXHAUSTED
-        fits = Q(spent_usd__lte=settings.DAILY_BUDGET_USD - amount - F("reserved_usd"))
-        if not _daily_update(day, fits, reserved_usd=_money(F("reserved_usd") + amount)):
+        if not _daily_update(day, _RESERVE_DAY, [amount, _day(day), settings.DAILY_BUDGET_USD, amount]):
             transaction.set_rollback(True)
             return DAILY_BUDGET_EXHAUSTED
     return None
@@ -53,35 +67,31 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
     """Release a reservation and book what was paid (both may be zero). Call inside the lead's update."""
     if not released and not paid:
         return
-    BatchReport.objects.filter(pk=batch_id).update(
-        actual_cost_usd=_money(F("actual_cost_usd") + paid), reserved_usd=_money(F("reserved_usd") - released)
-    )
+    _execute(_SETTLE_BATCH, [paid, released, batch_id])
     if day is None:
         if not paid:
             return
         from batches.selectors import today
 
         day = today()
-    _daily_update(
-        day, Q(), spent_usd=_money(F("spent_usd") + paid), reserved_usd=_money(F("reserved_usd") - released)
-    )
+    _daily_update(day, _SETTLE_DAY, [paid, released, _day(day)])
 
 
-def _money(expression) -> Round:
-    """Ledger arithmetic rounded to the columns' 6 places.
-
-    Exact on PostgreSQL's numeric anyway; SQLite computes in binary floats, where adding a group's
-    reservation and releasing it lead by lead can leave -0.00000000000000003 behind and trip the
-    non-negative CHECK constraints.
-    """
-    return Round(expression, LEDGER_PLACES)
+def _execute(sql: str, params: list) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
-def _daily_update(day: date, condition: Q, **changes) -> int:
-    """UPDATE the day's ledger row where `condition` holds, creating the row on the day's first use."""
-    updated = DailySpend.objects.filter(condition, day=day).update(**changes)
+def _day(day: date):
+    return connection.ops.adapt_datefield_value(day)
+
+
+def _daily_update(day: date, sql: str, params: list) -> int:
+    """Run an UPDATE of the day's ledger row, creating the row on the day's first use."""
+    updated = _execute(sql, params)
     if not updated and DailySpend.objects.get_or_create(day=day)[1]:
-        updated = DailySpend.objects.filter(condition, day=day).update(**changes)
+        updated = _execute(sql, params)
     return updated
 
 
