@@ -8,7 +8,8 @@ finally updates. What a lead paid is always read from the call log (reports.Prov
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -20,7 +21,6 @@ from batches.models import DailySpend
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
-LEDGER_PLACES = 6
 
 
 # The statements every lead runs, as plain SQL: building them through the ORM each time costs several
@@ -45,6 +45,13 @@ _SETTLE_DAY = (
     "UPDATE batches_dailyspend SET spent_usd = ROUND(spent_usd + %s, 6),"
     " reserved_usd = ROUND(reserved_usd - %s, 6) WHERE day = %s"
 )
+
+
+_PAID_BY_PROVIDER = (
+    "SELECT provider, SUM(cost_usd) FROM reports_providercall WHERE batch_lead_id = %s"
+    " GROUP BY provider ORDER BY provider"
+)
+MICRO = Decimal("0.000001")
 
 
 def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
@@ -77,6 +84,87 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
     _daily_update(day, _SETTLE_DAY, [paid, released, _day(day)])
 
 
+# A lead's outcome and its ledger settlement: the lead row UPDATE guarded by the lease, then the batch
+# and the day. PostgreSQL runs the three as one statement (data-modifying CTEs), so the shared batch and
+# day rows stay locked only while the server runs it and commits, never while a worker thread waits for
+# its turn on the interpreter between statements; SQLite runs them one after another in a transaction.
+_LEAD_OUTCOME = (
+    "UPDATE batches_batchreportlead SET status = %s, lease_owner = '', lease_expires_at = NULL,"
+    " reserved_usd = 0, reserved_on = NULL, cost_usd = %s, cost_breakdown = %s, duration_ms = %s,"
+    " report_id = %s, last_error = %s, error_code = %s, finished_at = %s, next_attempt_at = %s,"
+    " updated_at = %s WHERE id = %s AND lease_owner = %s AND status = 'processing'"
+)
+_LEAD_SETTLED_PG = (
+    f"WITH lead AS ({_LEAD_OUTCOME} RETURNING id),"  # noqa: S608 (the module's constant statements)
+    # Each step waits on the one before it, so the rows are locked in the order every other
+    # transaction takes them (lead, batch, day) and two settles or a settle and a claim cannot deadlock.
+    f" batch AS ({_SETTLE_BATCH} AND EXISTS (SELECT 1 FROM lead) RETURNING id),"
+    f" day AS ({_SETTLE_DAY} AND EXISTS (SELECT 1 FROM batch))"
+    " SELECT COUNT(*) FROM lead"
+)
+
+
+@dataclass(frozen=True)
+class LeadOutcome:
+    """What settling writes on a lead row (besides clearing its lease and reservation)."""
+
+    status: str
+    cost_usd: Decimal
+    cost_breakdown: dict[str, str]
+    duration_ms: int
+    report_id: int | None
+    last_error: str
+    error_code: str
+    finished_at: datetime | None
+    next_attempt_at: datetime | None
+    updated_at: datetime
+
+
+def ledger_settle_lead(
+    *, row_id: int, owner: str, outcome: LeadOutcome, batch_id: int, released: Decimal, paid: Decimal, day
+) -> bool:
+    """Write a leased lead's outcome and settle its money, all or nothing; False if `owner` lost the lease.
+
+    `day` is the day the lead's reservation was made on (None when nothing was reserved).
+    """
+    from batches.models import BatchReportLead
+
+    if day is None and paid:
+        from batches.selectors import today
+
+        day = today()
+    if day is not None:
+        DailySpend.objects.get_or_create(day=day)
+    field = BatchReportLead._meta.get_field
+    lead_params = [
+        outcome.status,
+        field("cost_usd").get_db_prep_save(outcome.cost_usd, connection),
+        field("cost_breakdown").get_db_prep_save(outcome.cost_breakdown, connection),
+        outcome.duration_ms,
+        outcome.report_id,
+        outcome.last_error,
+        outcome.error_code,
+        connection.ops.adapt_datetimefield_value(outcome.finished_at),
+        connection.ops.adapt_datetimefield_value(outcome.next_attempt_at),
+        connection.ops.adapt_datetimefield_value(outcome.updated_at),
+        row_id,
+        owner,
+    ]
+    batch_params = [paid, released, batch_id]
+    day_params = [paid, released, _day(day) if day is not None else None]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_LEAD_SETTLED_PG, lead_params + batch_params + day_params)
+            return bool(cursor.fetchone()[0])
+    with transaction.atomic():
+        if not _execute(_LEAD_OUTCOME, lead_params):
+            return False
+        _execute(_SETTLE_BATCH, batch_params)
+        if day is not None:
+            _execute(_SETTLE_DAY, day_params)
+    return True
+
+
 def _execute(sql: str, params: list) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -105,13 +193,9 @@ def paid_for_rows(row_ids) -> Decimal:
 
 def paid_breakdown(row_id: int) -> tuple[Decimal, dict[str, str]]:
     """What one batch lead row paid in total and per provider (decimal strings), from the call log."""
-    from reports.models import ProviderCall
-
-    rows = (
-        ProviderCall.objects.filter(batch_lead_id=row_id)
-        .values("provider")
-        .annotate(total=Sum("cost_usd"))
-        .order_by("provider")
-    )
-    breakdown = {row["provider"]: row["total"] or ZERO for row in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(_PAID_BY_PROVIDER, [row_id])
+        # SQLite sums decimals as binary floats: back to the column's 6 places.
+        rows = cursor.fetchall()
+    breakdown = {provider: Decimal(str(total or 0)).quantize(MICRO) for provider, total in rows}
     return sum(breakdown.values(), ZERO), {provider: str(cost) for provider, cost in breakdown.items()}
