@@ -39,7 +39,15 @@ from django.utils import timezone
 
 from batches import events
 from batches.costs import ZERO, worst_case_cost
-from batches.ledger import BUDGET_EXHAUSTED, ledger_reserve, ledger_settle, paid_breakdown, paid_for_rows
+from batches.ledger import (
+    BUDGET_EXHAUSTED,
+    LeadOutcome,
+    ledger_reserve,
+    ledger_settle,
+    ledger_settle_lead,
+    paid_breakdown,
+    paid_for_rows,
+)
 from batches.models import BatchReport, BatchReportLead
 
 logger = logging.getLogger(__name__)
@@ -141,14 +149,152 @@ def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
     return claimed[0] if isinstance(claimed, list) else claimed
 
 
+# How many times `limit` due leads a claim reads (and prices) before it locks: enough for the leads
+# another runner leases meanwhile, so that the ones this claim gets were usually priced ahead.
+READ_AHEAD = 2
+
+
+class _Refused(Exception):
+    """The budgets cannot take a whole claim group's reservation: claim lead by lead instead."""
+
+
+# The batch row, locked for the claim; then (a statement of its own, so that its snapshot is taken
+# once the lock is held) its leads in flight, i.e. with unexpired leases.
+_LOCK_BATCH = "SELECT status, concurrency, started_at FROM batches_batchreport WHERE id = %s"
+_IN_FLIGHT = (
+    "SELECT COUNT(*) FROM batches_batchreportlead"
+    " WHERE batch_id = %s AND status = 'processing' AND lease_expires_at > %s"
+)
+# The next due pending leads (by position), leased in one statement that returns their counters.
+_LEASE_NEXT = (
+    "UPDATE batches_batchreportlead SET status = 'processing', lease_owner = %s, lease_expires_at = %s,"
+    " attempts = attempts + 1, run_attempts = run_attempts + 1, started_at = COALESCE(started_at, %s),"
+    " reserved_usd = {amounts}, reserved_on = %s, next_attempt_at = NULL, updated_at = %s"
+    " WHERE id IN (SELECT id FROM batches_batchreportlead WHERE batch_id = %s AND status = 'pending'"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %s) ORDER BY position LIMIT %s{skip_locked})"
+    " RETURNING id, lead_id, attempts, run_attempts, cost_usd, reserved_usd"
+)
+
+
 def claim_leads(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[Claim] | str:
     """Lease up to `limit` due leads of the batch to `owner`, or say why none (STOP, DONE or WAIT).
 
-    One short transaction under the batch row lock: count the unexpired leads in flight (never more
-    than `concurrency` across every runner), pick the next due pending leads (skip-locked on
-    PostgreSQL), reserve their worst case in the ledger and lease them. Claiming several leads per
-    transaction keeps the shared batch row locked for one round of queries instead of one per lead.
+    The next due leads and their worst cases are read first, without any lock. Then one short
+    transaction under the batch row lock counts the unexpired leads in flight (never more than
+    `concurrency` across every runner), leases the next due leads in one statement (skip-locked on
+    PostgreSQL) and reserves their worst case in the ledger (a lead leased that was not among those
+    read, because another runner took one meanwhile, is priced then). If the budgets cannot take the
+    whole group, the transaction is undone and leads are claimed one by one.
     """
+    now = timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    ahead = list(
+        BatchReportLead.objects.filter(due, batch_id=batch_id, status=Lead.PENDING)
+        .select_related("lead")
+        .order_by("position")[: limit * READ_AHEAD]
+    )
+    amounts = _worst_cases([row.lead for row in ahead], prices) if ahead else []
+    known = dict(zip((row.pk for row in ahead), amounts, strict=True))
+    leads = {row.pk: row.lead for row in ahead}
+    try:
+        with transaction.atomic():
+            return _claim_group(
+                batch_id=batch_id, owner=owner, limit=limit, now=now, known=known, leads=leads, prices=prices
+            )
+    except _Refused:
+        return _claim_one_by_one(batch_id=batch_id, owner=owner, prices=prices, limit=limit)
+
+
+def _lock_batch(*, batch_id: int, now) -> tuple | None:
+    """The batch's status, concurrency and started_at under its row lock, and its leads in flight."""
+    sql = _LOCK_BATCH + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        cursor.execute(_IN_FLIGHT, [batch_id, connection.ops.adapt_datetimefield_value(now)])
+        return (*row, cursor.fetchone()[0])
+
+
+def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[Claim] | str:
+    locked = _lock_batch(batch_id=batch_id, now=now)
+    if locked is None or locked[0] not in (Batch.QUEUED, Batch.RUNNING):
+        return STOP
+    status, concurrency, started_at, in_flight = locked
+    free = min(limit, concurrency - in_flight)
+    if free <= 0:
+        return WAIT
+    day = now.date()
+    cases = " ".join("WHEN %s THEN %s" for _ in known)
+    amounts_sql = f"CASE id {cases} ELSE %s END" if known else "%s"
+    amount_params = [value for pair in known.items() for value in pair] + [ZERO]
+    sql = _LEASE_NEXT.format(
+        amounts=amounts_sql,
+        skip_locked=" FOR UPDATE SKIP LOCKED"
+        if connection.features.has_select_for_update_skip_locked
+        else "",
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [owner, adapt(now + timedelta(seconds=lease_seconds())), adapt(now), *amount_params]
+    params += [connection.ops.adapt_datefield_value(day), adapt(now), batch_id, adapt(now), free]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        leased = sorted(cursor.fetchall())
+    if not leased:
+        exists = BatchReportLead.objects.filter(batch_id=batch_id, status=Lead.PENDING).exists()
+        return WAIT if exists else DONE
+    unknown = [(row_id, lead_id) for row_id, lead_id, *_ in leased if row_id not in known]
+    if unknown:
+        # Another runner leased some of the leads read ahead: the ones leased instead get their own worst
+        # case here (a larger, blanket reservation could stop a batch near its budget too early).
+        leads |= _reserve_unknown(unknown, known=known, prices=prices)
+    claims = [
+        Claim(
+            row_id=row_id,
+            lead_id=lead_id,
+            attempt=attempts,
+            run_attempt=run_attempts,
+            owner=owner,
+            batch_id=batch_id,
+            lead=leads[row_id],
+            reserved_usd=known[row_id],
+            reserved_on=day,
+            cost_usd=_decimal(cost_usd),
+        )
+        for row_id, lead_id, attempts, run_attempts, cost_usd, _reserved in leased
+    ]
+    if ledger_reserve(batch_id=batch_id, amount=sum((claim.reserved_usd for claim in claims), ZERO), day=day):
+        raise _Refused
+    if status == Batch.QUEUED:
+        BatchReport.objects.filter(pk=batch_id).update(
+            status=Batch.RUNNING, started_at=started_at or now, runner_heartbeat_at=now
+        )
+    return claims
+
+
+def _reserve_unknown(unknown: list[tuple[int, int]], *, known: dict, prices: dict) -> dict:
+    """Set the reservation of leased rows whose worst case was not computed ahead; adds them to
+    `known` and returns their leads by row id."""
+    from leads.models import Lead as LeadModel
+
+    by_id = LeadModel.objects.in_bulk([lead_id for _, lead_id in unknown])
+    leads = {row_id: by_id[lead_id] for row_id, lead_id in unknown}
+    amounts = _worst_cases(list(leads.values()), prices)
+    for (row_id, _), amount in zip(unknown, amounts, strict=True):
+        known[row_id] = amount
+        BatchReportLead.objects.filter(pk=row_id).update(reserved_usd=amount)
+    return leads
+
+
+def _decimal(value) -> Decimal:
+    """A money column read with plain SQL (SQLite returns binary floats) at the ledger's 6 places."""
+    return Decimal(str(value or 0)).quantize(Decimal("0.000001"))
+
+
+def _claim_one_by_one(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[Claim] | str:
+    """The claim when the budgets may not take a whole group: reserve lead by lead, in order, and
+    skip every lead not started once the next one does not fit."""
     with transaction.atomic():
         batch = (
             BatchReport.objects.select_for_update()
@@ -299,52 +445,44 @@ def settle(claim: Claim, result: Result) -> str | None:
     now = timezone.now()
     # What this row paid over all its attempts, from the call log: this attempt's calls are committed.
     paid_total, breakdown = paid_breakdown(claim.row_id)
-    with transaction.atomic():
-        held = BatchReportLead.objects.filter(
-            pk=claim.row_id, lease_owner=claim.owner, status=Lead.PROCESSING
-        )
-        updates = {
-            "lease_owner": "",
-            "lease_expires_at": None,
-            "reserved_usd": ZERO,
-            "reserved_on": None,
-            "cost_usd": paid_total,
-            "cost_breakdown": breakdown,
-            "duration_ms": result.duration_ms,
-            "updated_at": now,
-        }
+    outcome = {
+        "cost_usd": paid_total,
+        "cost_breakdown": breakdown,
+        "duration_ms": result.duration_ms,
+        "report_id": None,
+        "last_error": result.error_message,
+        "error_code": result.error_code,
+        "finished_at": now,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+    if result.succeeded:
+        status = Lead.SUCCEEDED
+        outcome.update(report_id=result.report_id, last_error="", error_code="")
+    else:
         # Only a failure needs the batch (its retry budget and whether it is being cancelled).
-        batch = (
-            None
-            if result.succeeded
-            else BatchReport.objects.only("status", "max_retries").get(pk=claim.batch_id)
-        )
-        if result.succeeded:
-            status = Lead.SUCCEEDED
-            updates.update(report_id=result.report_id, last_error="", error_code="", finished_at=now)
-        elif result.transient and claim.run_attempt <= batch.max_retries and batch.status != Batch.CANCELLING:
+        batch = BatchReport.objects.only("status", "max_retries").get(pk=claim.batch_id)
+        if result.transient and claim.run_attempt <= batch.max_retries and batch.status != Batch.CANCELLING:
             status = Lead.PENDING
             delay = retry_delay(run_attempt=claim.run_attempt, retry_after=result.retry_after)
-            updates.update(
-                last_error=result.error_message,
-                error_code=result.error_code,
-                next_attempt_at=now + timedelta(seconds=delay),
-            )
+            outcome.update(finished_at=None, next_attempt_at=now + timedelta(seconds=delay))
+        elif result.transient and batch.status == Batch.CANCELLING:
+            status = Lead.CANCELLED
         else:
-            status = Lead.CANCELLED if result.transient and batch.status == Batch.CANCELLING else Lead.FAILED
-            updates.update(last_error=result.error_message, error_code=result.error_code, finished_at=now)
-        if not held.update(status=status, **updates):
-            logger.warning("batch row %s: lease lost by %s before settling", claim.row_id, claim.owner)
-            return None
-        events.batch_event_emit(batch_id=claim.batch_id)
-        # Last: the batch and daily ledger rows are shared by every worker, so their row locks are
-        # taken as late as possible and held only until the commit that follows.
-        ledger_settle(
-            batch_id=claim.batch_id,
-            released=claim.reserved_usd,
-            paid=paid_total - claim.cost_usd,
-            day=claim.reserved_on,
-        )
+            status = Lead.FAILED
+    settled = ledger_settle_lead(
+        row_id=claim.row_id,
+        owner=claim.owner,
+        outcome=LeadOutcome(status=status, **outcome),
+        batch_id=claim.batch_id,
+        released=claim.reserved_usd,
+        paid=paid_total - claim.cost_usd,
+        day=claim.reserved_on,
+    )
+    if not settled:
+        logger.warning("batch row %s: lease lost by %s before settling", claim.row_id, claim.owner)
+        return None
+    events.batch_event_emit(batch_id=claim.batch_id)
     return status
 
 
