@@ -90,7 +90,8 @@ class Followers:
         self.url = url
         self.headers = headers
         self.count = count
-        self.messages: list[list[tuple[float, dict]]] = [[] for _ in range(count)]
+        # Per client: (arrival, connection number, message).
+        self.messages: list[list[tuple[float, int, dict]]] = [[] for _ in range(count)]
         self.connects = [0] * count
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -121,7 +122,7 @@ class Followers:
                             raw = await asyncio.wait_for(socket.recv(), timeout=0.5)
                         except TimeoutError:
                             continue
-                        self.messages[index].append((time.monotonic(), json.loads(raw)))
+                        self.messages[index].append((time.monotonic(), self.connects[index], json.loads(raw)))
             except Exception as exc:
                 if len(self.errors) < 50:
                     self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
@@ -129,19 +130,24 @@ class Followers:
                 delay = min(delay * 2, 2.0)
 
     def last_batch(self, index: int) -> dict | None:
-        return self.messages[index][-1][1]["batch"] if self.messages[index] else None
+        return self.messages[index][-1][2]["batch"] if self.messages[index] else None
 
-    def check_after(self, moment: float, api_snapshot: dict) -> list[str]:
-        """Every client reconnected, got a fresh snapshot after `moment`, and its last message equals
-        the status API (`api_snapshot`)."""
+    def check_after(self, fault: float, api_snapshot: dict) -> list[str]:
+        """Every client got messages after the `fault` moment, every connection of it (the first one
+        and each reconnection) began with a full snapshot, and its last message equals the status API
+        (`api_snapshot`)."""
         problems = []
         for index in range(self.count):
-            after = [message for at, message in self.messages[index] if at > moment]
-            if not after:
+            messages = self.messages[index]
+            if not any(at > fault for at, _, _ in messages):
                 problems.append(f"client {index}: no message after the fault")
                 continue
-            if after[0]["type"] != "snapshot" and self.connects[index] > 1:
-                problems.append(f"client {index}: first message after reconnecting is {after[0]['type']}")
+            firsts = {}
+            for _, connection, message in messages:
+                firsts.setdefault(connection, message["type"])
+            wrong = {connection: kind for connection, kind in firsts.items() if kind != "snapshot"}
+            if wrong:
+                problems.append(f"client {index}: connections not starting with a snapshot: {wrong}")
             last = self.last_batch(index)
             if last != api_snapshot:
                 differing = sorted(key for key in api_snapshot if (last or {}).get(key) != api_snapshot[key])
