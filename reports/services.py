@@ -13,12 +13,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.template.loader import get_template
 from django.utils import timezone
 
 from leads.models import Lead
-from reports import sandbox
+from reports import sandbox, writes
 from reports.content import CATEGORY_LABELS, report_content
 from reports.limits import provider_slot
 from reports.models import Provider, ProviderCall, ProviderResult, Report
@@ -206,23 +205,27 @@ class _ReportRun:
         if commit and (paid or self.unsaved_results):
             self._flush()
 
-    def _write_pending(self) -> None:
+    def _pending_writes(self) -> list[writes.Insert]:
+        """The cache and call-log rows not yet written, as INSERTs."""
+        statements = []
         if self.unsaved_results:
-            ProviderResult.objects.bulk_create(
-                self.unsaved_results,
-                update_conflicts=True,
-                unique_fields=["provider", "subject"],
-                update_fields=["data", "fetched_at", "expires_at", "cost_usd"],
+            statements.append(
+                writes.insert(
+                    self.unsaved_results,
+                    conflict=("provider", "subject"),
+                    update=("data", "fetched_at", "expires_at", "cost_usd"),
+                )
             )
-            self.unsaved_results = []
         if self.unsaved_calls:
-            ProviderCall.objects.bulk_create(self.unsaved_calls)
-            self.unsaved_calls = []
+            statements.append(writes.insert(self.unsaved_calls))
+        return statements
+
+    def _written(self) -> None:
+        self.unsaved_results, self.unsaved_calls = [], []
 
     def _flush(self) -> None:
-        if self.unsaved_results or self.unsaved_calls:
-            with transaction.atomic():
-                self._write_pending()
+        writes.run(self._pending_writes())
+        self._written()
 
     def _worst_error(self) -> ProviderError:
         """A permanent error if any (retrying cannot help), else the transient one asking to wait longest."""
@@ -251,10 +254,11 @@ class _ReportRun:
             created_at=self.now,
         )
         report.html = report_render_html(report=report)
-        with transaction.atomic():
-            self._write_pending()
-            report.save(force_insert=True)
-            Lead.objects.filter(pk=self.lead.pk).update(last_reported_at=self.now)
+        # The last results, their calls and the report together; then the lead's (informational) stamp.
+        report.pk = writes.run([*self._pending_writes(), writes.insert([report])], returning_id=True)
+        report._state.adding, report._state.db = False, "default"
+        self._written()
+        Lead.objects.filter(pk=self.lead.pk).update(last_reported_at=self.now)
         self.lead.last_reported_at = self.now
         return report
 
