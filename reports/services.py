@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.template.loader import get_template
 from django.utils import timezone
 
@@ -258,7 +259,11 @@ class _ReportRun:
         report.pk = writes.run([*self._pending_writes(), writes.insert([report])], returning_id=True)
         report._state.adding, report._state.db = False, "default"
         self._written()
-        Lead.objects.filter(pk=self.lead.pk).update(last_reported_at=self.now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE leads_lead SET last_reported_at = %s WHERE id = %s",
+                [connection.ops.adapt_datetimefield_value(self.now), self.lead.pk],
+            )
         self.lead.last_reported_at = self.now
         return report
 
