@@ -161,21 +161,20 @@ class _Refused(Exception):
     """The budgets cannot take a whole claim group's reservation: claim lead by lead instead."""
 
 
-# The batch row, locked for the claim; then (a statement of its own, so that its snapshot is taken
-# once the lock is held) its leads in flight, i.e. with unexpired leases.
+# The batch row, locked for the claim.
 _LOCK_BATCH = "SELECT status, concurrency, started_at FROM batches_batchreport WHERE id = %s"
-_IN_FLIGHT = (
-    "SELECT COUNT(*) FROM batches_batchreportlead"
-    " WHERE batch_id = %s AND status = 'processing' AND lease_expires_at > %s"
-)
-# The next due pending leads (by position), leased in one statement that returns their counters.
+# The next due pending leads (by position), as many as the batch has free slots (its concurrency less
+# its unexpired leases, counted by this statement, i.e. once the batch lock is held) and at most the
+# claim's limit, leased in one statement that returns their counters.
 _LEASE_NEXT = (
     "UPDATE batches_batchreportlead SET status = 'processing', lease_owner = %s, lease_expires_at = %s,"
     " attempts = attempts + 1, run_attempts = run_attempts + 1, started_at = COALESCE(started_at, %s),"
     " reserved_usd = {amounts}, reserved_on = %s, next_attempt_at = NULL, updated_at = %s"
     " WHERE id IN (SELECT id FROM batches_batchreportlead WHERE batch_id = %s AND status = 'pending'"
-    " AND (next_attempt_at IS NULL OR next_attempt_at <= %s) ORDER BY position LIMIT %s{skip_locked})"
-    " RETURNING id, lead_id, attempts, run_attempts, cost_usd, reserved_usd"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %s) ORDER BY position"
+    " LIMIT {greatest}(0, {least}(%s, %s - (SELECT COUNT(*) FROM batches_batchreportlead"
+    " WHERE batch_id = %s AND status = 'processing' AND lease_expires_at > %s))){skip_locked})"
+    " RETURNING id, lead_id, attempts, run_attempts, cost_usd"
 )
 
 
@@ -208,39 +207,36 @@ def claim_leads(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[
         return _claim_one_by_one(batch_id=batch_id, owner=owner, prices=prices, limit=limit)
 
 
-def _lock_batch(*, batch_id: int, now) -> tuple | None:
-    """The batch's status, concurrency and started_at under its row lock, and its leads in flight."""
+def _lock_batch(*, batch_id: int) -> tuple | None:
+    """The batch's status, concurrency and started_at, under its row lock."""
     sql = _LOCK_BATCH + (" FOR UPDATE" if connection.features.has_select_for_update else "")
     with connection.cursor() as cursor:
         cursor.execute(sql, [batch_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        cursor.execute(_IN_FLIGHT, [batch_id, connection.ops.adapt_datetimefield_value(now)])
-        return (*row, cursor.fetchone()[0])
+        return cursor.fetchone()
 
 
 def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[Claim] | str:
-    locked = _lock_batch(batch_id=batch_id, now=now)
+    locked = _lock_batch(batch_id=batch_id)
     if locked is None or locked[0] not in (Batch.QUEUED, Batch.RUNNING):
         return STOP
-    status, concurrency, started_at, in_flight = locked
-    free = min(limit, concurrency - in_flight)
-    if free <= 0:
-        return WAIT
+    status, concurrency, started_at = locked
     day = now.date()
     cases = " ".join("WHEN %s THEN %s" for _ in known)
     amounts_sql = f"CASE id {cases} ELSE %s END" if known else "%s"
     amount_params = [value for pair in known.items() for value in pair] + [ZERO]
+    postgres = connection.vendor == "postgresql"
     sql = _LEASE_NEXT.format(
         amounts=amounts_sql,
+        greatest="GREATEST" if postgres else "max",
+        least="LEAST" if postgres else "min",
         skip_locked=" FOR UPDATE SKIP LOCKED"
         if connection.features.has_select_for_update_skip_locked
         else "",
     )
     adapt = connection.ops.adapt_datetimefield_value
     params = [owner, adapt(now + timedelta(seconds=lease_seconds())), adapt(now), *amount_params]
-    params += [connection.ops.adapt_datefield_value(day), adapt(now), batch_id, adapt(now), free]
+    params += [connection.ops.adapt_datefield_value(day), adapt(now), batch_id, adapt(now)]
+    params += [limit, concurrency, batch_id, adapt(now)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         leased = sorted(cursor.fetchall())
@@ -265,7 +261,7 @@ def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[C
             reserved_on=day,
             cost_usd=_decimal(cost_usd),
         )
-        for row_id, lead_id, attempts, run_attempts, cost_usd, _reserved in leased
+        for row_id, lead_id, attempts, run_attempts, cost_usd in leased
     ]
     if ledger_reserve(batch_id=batch_id, amount=sum((claim.reserved_usd for claim in claims), ZERO), day=day):
         raise _Refused
