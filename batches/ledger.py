@@ -37,6 +37,11 @@ _RESERVE_DAY = (
     # Arithmetic on both sides: SQLite compares a number with a text parameter as text.
     " WHERE day = %s AND %s - spent_usd - reserved_usd - %s >= 0"
 )
+_RESERVE_BOTH_PG = (
+    f"WITH batch AS ({_RESERVE_BATCH} RETURNING id),"  # noqa: S608 (the module's constant statements)
+    f" day AS ({_RESERVE_DAY} AND EXISTS (SELECT 1 FROM batch) RETURNING id)"
+    " SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM day)"
+)
 _SETTLE_BATCH = (
     "UPDATE batches_batchreport SET actual_cost_usd = ROUND(actual_cost_usd + %s, 6),"
     " reserved_usd = ROUND(reserved_usd - %s, 6) WHERE id = %s"
@@ -61,13 +66,32 @@ def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
     """
     if amount <= 0:
         return None
+    batch_params = [amount, batch_id, amount]
+    day_params = [amount, _day(day), settings.DAILY_BUDGET_USD, amount]
     with transaction.atomic():
-        if not _execute(_RESERVE_BATCH, [amount, batch_id, amount]):
-            return BUDGET_EXHAUSTED
-        if not _daily_update(day, _RESERVE_DAY, [amount, _day(day), settings.DAILY_BUDGET_USD, amount]):
+        if connection.vendor == "postgresql":
+            # Both in one round trip: the batch row stays locked for as short a time as possible.
+            with connection.cursor() as cursor:
+                cursor.execute(_RESERVE_BOTH_PG, batch_params + day_params)
+                batch_done, day_done = cursor.fetchone()
+            if day_done:
+                return None
+            if not batch_done:
+                return BUDGET_EXHAUSTED
+            first_of_day = not DailySpend.objects.filter(day=day).exists()
             transaction.set_rollback(True)
-            return DAILY_BUDGET_EXHAUSTED
-    return None
+            if not first_of_day:
+                return DAILY_BUDGET_EXHAUSTED
+        else:
+            if not _execute(_RESERVE_BATCH, batch_params):
+                return BUDGET_EXHAUSTED
+            if not _daily_update(day, _RESERVE_DAY, day_params):
+                transaction.set_rollback(True)
+                return DAILY_BUDGET_EXHAUSTED
+            return None
+    # The day's first reservation on PostgreSQL: create the day's row, then reserve again.
+    DailySpend.objects.get_or_create(day=day)
+    return ledger_reserve(batch_id=batch_id, amount=amount, day=day)
 
 
 def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date | None) -> None:
