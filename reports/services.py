@@ -210,6 +210,9 @@ class _ReportRun:
         """The cache and call-log rows not yet written, as INSERTs."""
         statements = []
         if self.unsaved_results:
+            # In key order, so two reports upserting the same rows (leads sharing a domain) lock them in
+            # the same order and cannot deadlock.
+            self.unsaved_results.sort(key=lambda result: (result.provider, result.subject))
             statements.append(
                 writes.insert(
                     self.unsaved_results,
