@@ -492,9 +492,15 @@ def batch_finish_if_done(*, batch_id: int) -> bool:
         if batch is None or batch.status not in BatchReport.ACTIVE:
             return False
         rows = BatchReportLead.objects.filter(batch_id=batch_id)
+        now = timezone.now()
+        if batch.status == Batch.CANCELLING:
+            # A lead whose settle decided on a retry just before the cancel committed (and updated its
+            # row before the cancel's UPDATE could see it) went back to pending: it starts no more.
+            rows.filter(status=Lead.PENDING).update(
+                status=Lead.CANCELLED, next_attempt_at=None, finished_at=now, updated_at=now
+            )
         if rows.filter(status__in=(Lead.PENDING, Lead.PROCESSING)).exists():
             return False
-        now = timezone.now()
         if batch.status == Batch.CANCELLING:
             status = Batch.CANCELLED
         elif rows.filter(
@@ -714,7 +720,9 @@ def recover(*, now=None) -> dict:
         "status", "concurrency", "runner_heartbeat_at"
     ):
         rows = BatchReportLead.objects.filter(batch=batch)
-        if not rows.filter(status__in=(Lead.PENDING, Lead.PROCESSING)).exists():
+        cancelling = batch.status == Batch.CANCELLING
+        still_open = (Lead.PROCESSING,) if cancelling else (Lead.PENDING, Lead.PROCESSING)
+        if not rows.filter(status__in=still_open).exists():
             finished += batch_finish_if_done(batch_id=batch.pk)
             continue
         if rows.filter(status=Lead.PROCESSING).exists():

@@ -117,6 +117,37 @@ def test_cancel_mid_batch_starts_nothing_new_lets_in_flight_finish_and_cancels_t
     assert len(mail.outbox) == 1
 
 
+def test_a_lead_settled_back_to_pending_as_the_cancel_commits_is_cancelled_and_the_batch_ends():
+    # The race: a settle reads the batch while it still runs and decides on a retry; the cancel commits
+    # meanwhile (its UPDATE of pending leads cannot see the settling row); the settle then commits a
+    # pending lead into a cancelling batch, which no runner will ever claim.
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from batches.runner import Result, batch_finish_if_done, recover
+    from reports.selectors import price_table
+
+    user = make_user()
+    for finisher in ("runner", "recovery"):
+        batch = launch(make_leads(3), user=user)
+        claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+        batch_cancel(batch=batch, user=user)
+        stale = SimpleNamespace(status=BatchReport.Status.RUNNING, max_retries=3)
+        with mock.patch("batches.runner.BatchReport") as model:
+            model.objects.only.return_value.get.return_value = stale
+            assert settle(claim, Result(error_code="timeout", transient=True)) == S.PENDING
+        batch.refresh_from_db()
+        assert batch.status == BatchReport.Status.CANCELLING
+        if finisher == "runner":
+            assert batch_finish_if_done(batch_id=batch.pk)
+        else:
+            assert recover()["finished"] == 1
+        batch.refresh_from_db()
+        assert (batch.status, batch.reserved_usd) == (BatchReport.Status.CANCELLED, 0)
+        statuses = set(BatchReportLead.objects.filter(batch=batch).values_list("status", flat=True))
+        assert statuses == {S.CANCELLED}
+
+
 def test_retry_failed_reruns_only_the_failed_leads():
     user = make_user()
     batch = launch(make_leads(5), user=user, max_retries=0)
