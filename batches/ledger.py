@@ -154,10 +154,11 @@ def ledger_settle_lead(
     from batches.models import BatchReportLead
 
     if day is None and paid:
+        # Paid without a reservation (data cached at claim time had expired): book it on today, whose
+        # ledger row may not exist yet. A reservation's day has its row (the reservation updated it).
         from batches.selectors import today
 
         day = today()
-    if day is not None:
         DailySpend.objects.get_or_create(day=day)
     field = BatchReportLead._meta.get_field
     lead_params = [
