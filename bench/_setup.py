@@ -349,6 +349,35 @@ def ledger_check(batch_id: int, *, expected_total: int) -> list[str]:
     return problems
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by every process on the machine, summed by command name.
+
+    The difference of two readings is what each kind of process (`python` for the workers, `postgres`
+    for the database) spent in between; processes that exit in between are not counted.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: collections.Counter = collections.Counter()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        totals[f"{entry}:{name}"] = (int(fields[11]) + int(fields[12])) / ticks
+    return dict(totals)
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds spent between two `cpu_seconds()` readings, by command name."""
+    spent: collections.Counter = collections.Counter()
+    for key, seconds in after.items():
+        spent[key.split(":", 1)[1]] += seconds - before.get(key, 0.0)
+    return dict(spent)
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -33,6 +33,8 @@ from _setup import (
     Figures,
     Processes,
     bench_env,
+    cpu_seconds,
+    cpu_spent,
     django_setup,
     fresh_database,
     launch,
@@ -44,6 +46,7 @@ from _setup import (
     py_spy,
     summarize_profile,
     wait_finished,
+    wait_for,
 )
 
 DB = f"{DATABASE}_engine"
@@ -59,9 +62,19 @@ def run_batch(
     if profile:
         spy = py_spy(cluster.pid, LOG_DIR / f"profile-{prefix}.txt")
     launched = time.monotonic()
+    cpu_before = cpu_seconds()
     batch = launch(lead_ids=ids, concurrency=concurrency, name=f"bench {prefix}")
+    # CPU is read while the batch still runs: the workers' database sessions end with their runner
+    # tasks, and the CPU of an ended process can no longer be read.
+    done = wait_for(lambda: _succeeded_at_least(batch.pk, int(leads * 0.9)), 1800, "90% of the leads")
+    spent = cpu_spent(cpu_before, cpu_seconds())
     batch = wait_finished(batch.pk, timeout=1800)
     wall = time.monotonic() - launched
+    batch.cpu_ms_per_lead = {
+        "all": sum(spent.values()) * 1000 / done,
+        "python": spent.get("python", 0.0) * 1000 / done,
+        "postgres": spent.get("postgres", 0.0) * 1000 / done,
+    }
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -73,6 +86,12 @@ def run_batch(
         f"status {batch.status}, {lead_counts(batch.pk)}, problems: {problems or 'none'}"
     )
     return batch, elapsed, wall, problems
+
+
+def _succeeded_at_least(batch_id: int, count: int) -> int:
+    """The number of succeeded leads once it is at least `count`, else 0."""
+    succeeded = lead_counts(batch_id).get("succeeded", 0)
+    return succeeded if succeeded >= count else 0
 
 
 def critical_path_ms(batch_id: int, latency: int) -> float:
@@ -127,6 +146,11 @@ def main() -> None:
                 f"{rate:.1f} leads/s",
                 ">= 200 leads/s",
                 rate >= 200 and not problems,
+            )
+            cpu = batch.cpu_ms_per_lead
+            figures.add(
+                "CPU per lead, first 90% of that batch (whole machine; python: workers and this script)",
+                f"{cpu['all']:.2f} ms (python {cpu['python']:.2f}, postgres {cpu['postgres']:.2f})",
             )
             if args.profile:
                 summarize_profile(LOG_DIR / f"profile-zero{stamp}.txt")
