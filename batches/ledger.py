@@ -59,6 +59,11 @@ _PAID_BY_PROVIDER = (
 MICRO = Decimal("0.000001")
 
 
+def money_read(value) -> Decimal:
+    """A money column or sum read with plain SQL, at the ledger's 6 places (SQLite gives binary floats)."""
+    return Decimal(str(value or 0)).quantize(MICRO)
+
+
 def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
     """Reserve `amount` on the batch and on `day`'s ledger, both or neither.
 
@@ -220,7 +225,6 @@ def paid_breakdown(row_id: int) -> tuple[Decimal, dict[str, str]]:
     """What one batch lead row paid in total and per provider (decimal strings), from the call log."""
     with connection.cursor() as cursor:
         cursor.execute(_PAID_BY_PROVIDER, [row_id])
-        # SQLite sums decimals as binary floats: back to the column's 6 places.
         rows = cursor.fetchall()
-    breakdown = {provider: Decimal(str(total or 0)).quantize(MICRO) for provider, total in rows}
+    breakdown = {provider: money_read(total) for provider, total in rows}
     return sum(breakdown.values(), ZERO), {provider: str(cost) for provider, cost in breakdown.items()}

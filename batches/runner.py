@@ -45,6 +45,7 @@ from batches.ledger import (
     ledger_reserve,
     ledger_settle,
     ledger_settle_lead,
+    money_read,
     paid_breakdown,
     paid_for_rows,
 )
@@ -259,7 +260,7 @@ def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[C
             lead=leads[row_id],
             reserved_usd=known[row_id],
             reserved_on=day,
-            cost_usd=_decimal(cost_usd),
+            cost_usd=money_read(cost_usd),
         )
         for row_id, lead_id, attempts, run_attempts, cost_usd in leased
     ]
@@ -284,11 +285,6 @@ def _reserve_unknown(unknown: list[tuple[int, int]], *, known: dict, prices: dic
         known[row_id] = amount
         BatchReportLead.objects.filter(pk=row_id).update(reserved_usd=amount)
     return leads
-
-
-def _decimal(value) -> Decimal:
-    """A money column read with plain SQL (SQLite returns binary floats) at the ledger's 6 places."""
-    return Decimal(str(value or 0)).quantize(Decimal("0.000001"))
 
 
 def _claim_one_by_one(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[Claim] | str:
