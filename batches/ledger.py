@@ -79,24 +79,18 @@ def ledger_reserve(*, batch_id: int, amount: Decimal, day: date) -> str | None:
             with connection.cursor() as cursor:
                 cursor.execute(_RESERVE_BOTH_PG, batch_params + day_params)
                 batch_done, day_done = cursor.fetchone()
-            if day_done:
-                return None
             if not batch_done:
                 return BUDGET_EXHAUSTED
-            first_of_day = not DailySpend.objects.filter(day=day).exists()
-            transaction.set_rollback(True)
-            if not first_of_day:
-                return DAILY_BUDGET_EXHAUSTED
+            if not day_done and DailySpend.objects.get_or_create(day=day)[1]:
+                day_done = _execute(_RESERVE_DAY, day_params)  # the day's first reservation
         else:
             if not _execute(_RESERVE_BATCH, batch_params):
                 return BUDGET_EXHAUSTED
-            if not _daily_update(day, _RESERVE_DAY, day_params):
-                transaction.set_rollback(True)
-                return DAILY_BUDGET_EXHAUSTED
-            return None
-    # The day's first reservation on PostgreSQL: create the day's row, then reserve again.
-    DailySpend.objects.get_or_create(day=day)
-    return ledger_reserve(batch_id=batch_id, amount=amount, day=day)
+            day_done = _daily_update(day, _RESERVE_DAY, day_params)
+        if not day_done:
+            transaction.set_rollback(True)
+            return DAILY_BUDGET_EXHAUSTED
+    return None
 
 
 def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date | None) -> None:

@@ -1,6 +1,5 @@
 """Reads of the reports app: prices in force, fresh cache entries, provider statistics."""
 
-import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -64,7 +63,6 @@ def _table_at(rows: list[tuple], at: datetime) -> dict[str, PriceInfo]:
 # in another process applies to this one's calls at most that much later. Rows becoming effective at a
 # known time apply on time (the table is only reused before the next row's effective_from).
 PRICE_TABLE_SECONDS = 5.0
-_price_lock = threading.Lock()
 _price_memo: tuple[float, datetime | None, datetime | None, dict[str, PriceInfo]] | None = None
 
 
@@ -91,16 +89,14 @@ def price_table_recent(*, at: datetime | None = None) -> dict[str, PriceInfo]:
     valid_from = max((start for start in starts if start <= at), default=None)
     valid_until = min((start for start in starts if start > at), default=None)
     table = _table_at(rows, at)
-    with _price_lock:
-        _price_memo = (loaded, valid_from, valid_until, table)
+    _price_memo = (loaded, valid_from, valid_until, table)  # one assignment: threads see old or new
     return table
 
 
 def price_table_forget(**_kwargs) -> None:
     """Drop this process's reused price table (on every price row saved or deleted here)."""
     global _price_memo
-    with _price_lock:
-        _price_memo = None
+    _price_memo = None
 
 
 def cache_subject(provider: str, *, lead_id: int, domain: str) -> str:

@@ -49,7 +49,6 @@ def insert(
 
 def run(inserts: list[Insert], *, returning_id: bool = False) -> int | None:
     """Run the INSERTs atomically; with `returning_id`, the id of the (single) row of the last one."""
-    inserts = [statement for statement in inserts if statement is not None]
     if not inserts:
         return None
     last = inserts[-1]
