@@ -23,6 +23,8 @@ from _setup import (  # noqa: E402
     bench_env,
     django_setup,
     fresh_database,
+    lead_counts,
+    ledger_check,
     log,
 )
 
@@ -55,6 +57,28 @@ def run_main(name: str, drill, **overrides: object) -> None:
             print(f"  - {problem}")
         sys.exit(1)
     print(f"DRILL {name}: PASSED")
+
+
+def check_after_kill(batch, *, leads: int, held_ids: list[int], held: str) -> list[str]:
+    """The end of a kill drill: the batch completed with every lead succeeded, the leads `held` by the
+    killed workers (`held_ids`) existed and were retried, and the ledger checks hold."""
+    from batches.models import BatchReportLead
+
+    problems = []
+    counts = lead_counts(batch.pk)
+    log(f"batch {batch.pk} {batch.status}: {counts}, actual cost {batch.actual_cost_usd}")
+    if batch.status != "completed" or counts.get("succeeded") != leads:
+        problems.append(f"expected {leads} succeeded and status completed, got {batch.status} {counts}")
+    if not held_ids:
+        problems.append(f"no lead {held}: nothing was tested")
+    retried = BatchReportLead.objects.filter(pk__in=held_ids, attempts__gte=2).count()
+    log(f"leads {held}: {len(held_ids)}, retried: {retried}")
+    problems += ledger_check(batch.pk, expected_total=leads)
+    log(
+        "checked: batch completed, all leads succeeded with reports, no paid call repeated, "
+        "actual cost == call log, nothing reserved"
+    )
+    return problems
 
 
 def group_pids(pgid: int) -> set[int]:

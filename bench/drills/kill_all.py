@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _drill import log, run_main
-from _setup import Processes, launch, lead_counts, ledger_check, make_leads, wait_finished, wait_for
+from _drill import check_after_kill, log, run_main
+from _setup import Processes, launch, lead_counts, make_leads, wait_finished, wait_for
 
 
 def drill(
@@ -28,7 +28,6 @@ def drill(
     from batches.runner import recover
 
     ids = make_leads(leads, prefix=f"killall{int(time.time())}")
-    problems = []
     with Processes("drill-kill-all") as procs:
         clusters = [procs.qcluster(env, "qcluster-a"), procs.qcluster(env, "qcluster-b")]
         batch = launch(lead_ids=ids, concurrency=concurrency, name="drill kill all")
@@ -51,20 +50,7 @@ def drill(
         if recover_in_process:
             log(f"recovery: {recover()}")
         batch = wait_finished(batch.pk, timeout=240)
-    counts = lead_counts(batch.pk)
-    log(f"batch {batch.pk} {batch.status}: {counts}, actual cost {batch.actual_cost_usd}")
-    if batch.status != "completed" or counts.get("succeeded") != leads:
-        problems.append(f"expected {leads} succeeded and status completed, got {batch.status} {counts}")
-    if not held_ids:
-        problems.append("no lead was in flight at the kill: nothing was tested")
-    retried = BatchReportLead.objects.filter(pk__in=held_ids, attempts__gte=2).count()
-    log(f"leads in flight at the kill: {len(held_ids)}, retried: {retried}")
-    problems += ledger_check(batch.pk, expected_total=leads)
-    log(
-        "checked: batch completed, all leads succeeded with reports, no paid call repeated, "
-        "actual cost == call log, nothing reserved"
-    )
-    return problems
+    return check_after_kill(batch, leads=leads, held_ids=held_ids, held="in flight at the kill")
 
 
 if __name__ == "__main__":

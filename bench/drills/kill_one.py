@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _drill import group_pids, lease_pids, log, recover_until, run_main
-from _setup import Processes, launch, lead_counts, ledger_check, make_leads, wait_finished, wait_for
+from _drill import check_after_kill, group_pids, lease_pids, log, recover_until, run_main
+from _setup import Processes, launch, lead_counts, make_leads, wait_finished, wait_for
 
 
 def drill(
@@ -25,7 +25,6 @@ def drill(
     from batches.runner import recover
 
     ids = make_leads(leads, prefix=f"killone{int(time.time())}")
-    problems = []
     with Processes("drill-kill-one") as procs:
         first, second = procs.qcluster(env, "qcluster-a"), procs.qcluster(env, "qcluster-b")
         batch = launch(lead_ids=ids, concurrency=concurrency, name="drill kill one")
@@ -57,20 +56,7 @@ def drill(
             # Then keep recovering as the schedule would, should another lease expire later.
             threading.Thread(target=recover_until, args=(batch.pk, 1.0), daemon=True).start()
         batch = wait_finished(batch.pk, timeout=240)
-    counts = lead_counts(batch.pk)
-    log(f"batch {batch.pk} {batch.status}: {counts}, actual cost {batch.actual_cost_usd}")
-    if batch.status != "completed" or counts.get("succeeded") != leads:
-        problems.append(f"expected {leads} succeeded and status completed, got {batch.status} {counts}")
-    retried = BatchReportLead.objects.filter(pk__in=held_ids, attempts__gte=2).count()
-    log(f"leads held by the killed cluster: {len(held_ids)}, retried: {retried}")
-    if not held_ids:
-        problems.append("the killed cluster held no lead: nothing was tested")
-    problems += ledger_check(batch.pk, expected_total=leads)
-    log(
-        "checked: batch completed, all leads succeeded with reports, no paid call repeated, "
-        "actual cost == call log, nothing reserved"
-    )
-    return problems
+    return check_after_kill(batch, leads=leads, held_ids=held_ids, held="held by the killed cluster")
 
 
 if __name__ == "__main__":
