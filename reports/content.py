@@ -1,7 +1,7 @@
 """What a report says, computed from the providers' data (pure: no ORM, no HTTP).
 
 `report_content` turns the providers' dataclasses into the JSON-ready dict stored in Report.data and
-rendered by templates/reports/report.html: scores, top issues, quick wins, SEO snapshot, screenshot,
+rendered by reports/jinja2/reports/report.html: scores, top issues, quick wins, SEO snapshot, screenshot,
 summary, contacts and the data sources with their dates.
 """
 

@@ -5,7 +5,7 @@ import base64
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
@@ -337,6 +337,10 @@ def _seo_rows(seo: dict) -> list[tuple[str, object]]:
     return rows
 
 
+def _utc(iso: str) -> datetime:
+    return datetime.fromisoformat(iso).astimezone(UTC)
+
+
 def report_render_html(*, report: Report) -> str:
     """The self-contained HTML of a report (inline CSS, screenshot as a data URI)."""
     data = report.data
@@ -350,14 +354,13 @@ def report_render_html(*, report: Report) -> str:
         "scores": scores,
         "seo_rows": _seo_rows(data.get("seo", {})),
         "sources": [
-            {**source, "fetched_at": datetime.fromisoformat(source["fetched_at"])}
-            for source in data.get("sources", [])
+            {**source, "fetched_at": _utc(source["fetched_at"])} for source in data.get("sources", [])
         ],
-        "generated_at": datetime.fromisoformat(data["generated_at"]),
+        "generated_at": _utc(data["generated_at"]),
         "screenshot_src": _screenshot_data_uri(data.get("screenshot")),
         "sandbox": data.get("provider_mode") == "sandbox",
     }
-    return get_template(TEMPLATE_NAME).render(context)
+    return get_template(TEMPLATE_NAME, using="jinja2").render(context)
 
 
 def report_pdf_ensure(*, report: Report) -> Report:

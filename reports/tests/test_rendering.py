@@ -40,8 +40,8 @@ def hostile_report(lead_factory):
 def test_html_escapes_lead_text(hostile_report):
     html = hostile_report.html
     assert "<script" not in html
-    assert "Acme &lt;script&gt;alert(&#x27;name&#x27;)&lt;/script&gt; Dental" in html
-    assert "Home &lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in html
+    assert "Acme &lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt; Dental" in html
+    assert "Home &lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;" in html
     assert hostile_report.data["seo"]["title"] == "Home <script>alert('title')</script>"
 
 
