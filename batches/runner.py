@@ -19,6 +19,7 @@ PostgreSQL (or SQLite) is the source of truth and the queue only triggers work:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -28,7 +29,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -129,13 +130,18 @@ def _worst_case(lead, prices) -> Decimal:
 
 
 def _worst_cases(leads: list, prices) -> list[Decimal]:
-    """Each lead's worst-case cost: every applicable provider not fresh in the cache, the LLM at its caps."""
+    return _priced(leads, prices)[0]
+
+
+def _priced(leads: list, prices) -> tuple[list[Decimal], datetime | None]:
+    """Each lead's worst-case cost (every applicable provider not fresh in the cache, the LLM at its
+    caps), and when the first cache entry those costs count on expires (None: they count on none)."""
     from reports import pricing
     from reports.providers import applicable_providers
-    from reports.selectors import fresh_cache_pairs
+    from reports.selectors import fresh_cache
 
-    cached = fresh_cache_pairs(leads=leads)
-    return [
+    cached = fresh_cache(leads=leads)
+    amounts = [
         worst_case_cost(
             providers=applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email)),
             prices=prices,
@@ -145,6 +151,7 @@ def _worst_cases(leads: list, prices) -> list[Decimal]:
         )
         for lead in leads
     ]
+    return amounts, min(cached.values(), default=None)
 
 
 def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
@@ -153,9 +160,62 @@ def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
     return claimed[0] if isinstance(claimed, list) else claimed
 
 
-# How many times `limit` due leads a claim reads (and prices) before it locks: enough for the leads
-# another runner leases meanwhile, so that the ones this claim gets were usually priced ahead.
+# How many times `limit` due leads a single claim reads (and prices) before it locks: enough for the
+# leads another runner leases meanwhile, so that the ones this claim gets were usually priced ahead.
 READ_AHEAD = 2
+# How long a runner reuses the leads it priced ahead (PricedAhead) at most.
+PRICED_AHEAD_SECONDS = 5.0
+
+
+class PricedAhead:
+    """The next due leads of a batch and their worst cases, read and priced outside the claim's lock,
+    kept by a runner for its next claims.
+
+    A set is read again when it runs short of the claim's limit, when a claim leased a lead not in it
+    (the other runners have moved past it), after PRICED_AHEAD_SECONDS, or once the first cache entry
+    its costs count on has expired. Until then its costs are what pricing the leads again would give
+    or more: cache entries that appear since only lower a lead's cost.
+    """
+
+    def __init__(self, *, rows: int):
+        self.rows = rows
+        self.leads: dict[int, object] = {}  # batch row id -> Lead
+        self.amounts: dict[int, Decimal] = {}
+        self.read_at: float | None = None
+        self.valid_until = None
+        self.behind = False
+
+    def usable(self, *, now, limit: int) -> bool:
+        return (
+            self.read_at is not None
+            and not self.behind
+            and len(self.amounts) >= limit
+            and time.monotonic() - self.read_at < PRICED_AHEAD_SECONDS
+            and (self.valid_until is None or now < self.valid_until)
+        )
+
+    def read(self, *, batch_id: int, prices: dict, now) -> None:
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        rows = list(
+            BatchReportLead.objects.filter(due, batch_id=batch_id, status=Lead.PENDING)
+            .select_related("lead")
+            .order_by("position")[: self.rows]
+        )
+        amounts, valid_until = _priced([row.lead for row in rows], prices) if rows else ([], None)
+        self.leads = {row.pk: row.lead for row in rows}
+        self.amounts = dict(zip(self.leads, amounts, strict=True))
+        self.read_at, self.valid_until, self.behind = time.monotonic(), valid_until, False
+
+    def add(self, leads: dict, amounts: list[Decimal]) -> None:
+        """Leads leased that were not in the set, priced then: the set is behind the other runners."""
+        self.leads |= leads
+        self.amounts |= zip(leads, amounts, strict=True)
+        self.behind = True
+
+    def taken(self, row_ids: list[int]) -> None:
+        for row_id in row_ids:
+            self.leads.pop(row_id, None)
+            self.amounts.pop(row_id, None)
 
 
 class _Refused(Exception):
@@ -166,46 +226,57 @@ class _Refused(Exception):
 _LOCK_BATCH = "SELECT status, concurrency, started_at FROM batches_batchreport WHERE id = %s"
 # The next due pending leads (by position), as many as the batch has free slots (its concurrency less
 # its unexpired leases, counted by this statement, i.e. once the batch lock is held) and at most the
-# claim's limit, leased in one statement that returns their counters.
+# claim's limit, leased in one statement that returns their counters. Each gets the reservation priced
+# ahead for it, from a JSON object {row id: amount} (0 for a lead not priced ahead).
 _LEASE_NEXT = (
     "UPDATE batches_batchreportlead SET status = 'processing', lease_owner = %s, lease_expires_at = %s,"
     " attempts = attempts + 1, run_attempts = run_attempts + 1, started_at = COALESCE(started_at, %s),"
-    " reserved_usd = {amounts}, reserved_on = %s, next_attempt_at = NULL, updated_at = %s"
+    " reserved_usd = COALESCE({amount}, 0), reserved_on = %s, next_attempt_at = NULL, updated_at = %s"
     " WHERE id IN (SELECT id FROM batches_batchreportlead WHERE batch_id = %s AND status = 'pending'"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= %s) ORDER BY position"
     " LIMIT {greatest}(0, {least}(%s, %s - (SELECT COUNT(*) FROM batches_batchreportlead"
     " WHERE batch_id = %s AND status = 'processing' AND lease_expires_at > %s))){skip_locked})"
     " RETURNING id, lead_id, attempts, run_attempts, cost_usd"
 )
+_LEASE_NEXT_PG = _LEASE_NEXT.format(
+    amount="(%s::jsonb ->> id::text)::numeric",
+    greatest="GREATEST",
+    least="LEAST",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+)
+_LEASE_NEXT_SQLITE = _LEASE_NEXT.format(
+    amount="""json_extract(%s, '$."' || id || '"')""", greatest="max", least="min", skip_locked=""
+)
 
 
-def claim_leads(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[Claim] | str:
+def claim_leads(
+    *, batch_id: int, owner: str, prices: dict, limit: int, ahead: PricedAhead | None = None
+) -> list[Claim] | str:
     """Lease up to `limit` due leads of the batch to `owner`, or say why none (STOP, DONE or WAIT).
 
-    The next due leads and their worst cases are read first, without any lock. Then one short
-    transaction under the batch row lock counts the unexpired leads in flight (never more than
-    `concurrency` across every runner), leases the next due leads in one statement (skip-locked on
-    PostgreSQL) and reserves their worst case in the ledger (a lead leased that was not among those
-    read, because another runner took one meanwhile, is priced then). If the budgets cannot take the
-    whole group, the transaction is undone and leads are claimed one by one.
+    The next due leads and their worst cases come from `ahead` (a runner's PricedAhead, read again
+    when no longer usable), read without any lock. Then one short transaction under the batch row lock
+    counts the unexpired leads in flight (never more than `concurrency` across every runner), leases
+    the next due leads in one statement (skip-locked on PostgreSQL) and reserves their worst case in
+    the ledger (a lead leased that was not priced ahead, because other runners took those, is priced
+    then). If the budgets cannot take the whole group, the transaction is undone and leads are claimed
+    one by one.
     """
     now = timezone.now()
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    ahead = list(
-        BatchReportLead.objects.filter(due, batch_id=batch_id, status=Lead.PENDING)
-        .select_related("lead")
-        .order_by("position")[: limit * READ_AHEAD]
-    )
-    amounts = _worst_cases([row.lead for row in ahead], prices) if ahead else []
-    known = dict(zip((row.pk for row in ahead), amounts, strict=True))
-    leads = {row.pk: row.lead for row in ahead}
+    ahead = ahead or PricedAhead(rows=limit * READ_AHEAD)
+    if not ahead.usable(now=now, limit=limit):
+        ahead.read(batch_id=batch_id, prices=prices, now=now)
     try:
         with transaction.atomic():
-            return _claim_group(
-                batch_id=batch_id, owner=owner, limit=limit, now=now, known=known, leads=leads, prices=prices
+            claimed = _claim_group(
+                batch_id=batch_id, owner=owner, limit=limit, now=now, ahead=ahead, prices=prices
             )
     except _Refused:
+        ahead.read_at = None
         return _claim_one_by_one(batch_id=batch_id, owner=owner, prices=prices, limit=limit)
+    if isinstance(claimed, list):
+        ahead.taken([claim.row_id for claim in claimed])
+    return claimed
 
 
 def _lock_batch(*, batch_id: int) -> tuple | None:
@@ -216,39 +287,28 @@ def _lock_batch(*, batch_id: int) -> tuple | None:
         return cursor.fetchone()
 
 
-def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[Claim] | str:
+def _claim_group(*, batch_id, owner, limit, now, ahead: PricedAhead, prices) -> list[Claim] | str:
     locked = _lock_batch(batch_id=batch_id)
     if locked is None or locked[0] not in (Batch.QUEUED, Batch.RUNNING):
         return STOP
     status, concurrency, started_at = locked
     day = now.date()
-    cases = " ".join("WHEN %s THEN %s" for _ in known)
-    amounts_sql = f"CASE id {cases} ELSE %s END" if known else "%s"
-    amount_params = [value for pair in known.items() for value in pair] + [ZERO]
-    postgres = connection.vendor == "postgresql"
-    sql = _LEASE_NEXT.format(
-        amounts=amounts_sql,
-        greatest="GREATEST" if postgres else "max",
-        least="LEAST" if postgres else "min",
-        skip_locked=" FOR UPDATE SKIP LOCKED"
-        if connection.features.has_select_for_update_skip_locked
-        else "",
-    )
+    amounts = json.dumps({str(row_id): str(amount) for row_id, amount in ahead.amounts.items()})
     adapt = connection.ops.adapt_datetimefield_value
-    params = [owner, adapt(now + timedelta(seconds=lease_seconds())), adapt(now), *amount_params]
+    params = [owner, adapt(now + timedelta(seconds=lease_seconds())), adapt(now), amounts]
     params += [connection.ops.adapt_datefield_value(day), adapt(now), batch_id, adapt(now)]
     params += [limit, concurrency, batch_id, adapt(now)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_LEASE_NEXT_PG if connection.vendor == "postgresql" else _LEASE_NEXT_SQLITE, params)
         leased = sorted(cursor.fetchall())
     if not leased:
         exists = BatchReportLead.objects.filter(batch_id=batch_id, status=Lead.PENDING).exists()
         return WAIT if exists else DONE
-    unknown = [(row_id, lead_id) for row_id, lead_id, *_ in leased if row_id not in known]
+    unknown = [(row_id, lead_id) for row_id, lead_id, *_ in leased if row_id not in ahead.amounts]
     if unknown:
-        # Another runner leased some of the leads read ahead: the ones leased instead get their own worst
-        # case here (a larger, blanket reservation could stop a batch near its budget too early).
-        leads |= _reserve_unknown(unknown, known=known, prices=prices)
+        # Other runners leased the leads priced ahead: the ones leased instead get their own worst case
+        # here (a larger, blanket reservation could stop a batch near its budget too early).
+        _reserve_unknown(unknown, ahead=ahead, prices=prices)
     claims = [
         Claim(
             row_id=row_id,
@@ -257,8 +317,8 @@ def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[C
             run_attempt=run_attempts,
             owner=owner,
             batch_id=batch_id,
-            lead=leads[row_id],
-            reserved_usd=known[row_id],
+            lead=ahead.leads[row_id],
+            reserved_usd=ahead.amounts[row_id],
             reserved_on=day,
             cost_usd=money_read(cost_usd),
         )
@@ -273,18 +333,16 @@ def _claim_group(*, batch_id, owner, limit, now, known, leads, prices) -> list[C
     return claims
 
 
-def _reserve_unknown(unknown: list[tuple[int, int]], *, known: dict, prices: dict) -> dict:
-    """Set the reservation of leased rows whose worst case was not computed ahead; adds them to
-    `known` and returns their leads by row id."""
+def _reserve_unknown(unknown: list[tuple[int, int]], *, ahead: PricedAhead, prices: dict) -> None:
+    """Set the reservation of leased rows that were not priced ahead, and add them to `ahead`."""
     from leads.models import Lead as LeadModel
 
     by_id = LeadModel.objects.in_bulk([lead_id for _, lead_id in unknown])
     leads = {row_id: by_id[lead_id] for row_id, lead_id in unknown}
     amounts = _worst_cases(list(leads.values()), prices)
-    for (row_id, _), amount in zip(unknown, amounts, strict=True):
-        known[row_id] = amount
+    ahead.add(leads, amounts)
+    for row_id, amount in zip(leads, amounts, strict=True):
         BatchReportLead.objects.filter(pk=row_id).update(reserved_usd=amount)
-    return leads
 
 
 def _claim_one_by_one(*, batch_id: int, owner: str, prices: dict, limit: int) -> list[Claim] | str:
@@ -607,6 +665,7 @@ def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: f
     for thread in threads:
         thread.start()
     in_flight = processed = 0
+    ahead = PricedAhead(rows=size * READ_AHEAD)
     claiming = True
     error: BaseException | None = None
     try:
@@ -614,7 +673,9 @@ def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: f
             if claiming and time.monotonic() >= deadline:
                 claiming = False
             if claiming and in_flight < size:
-                claimed = claim_leads(batch_id=batch_id, owner=owner, prices=prices, limit=size - in_flight)
+                claimed = claim_leads(
+                    batch_id=batch_id, owner=owner, prices=prices, limit=size - in_flight, ahead=ahead
+                )
                 if isinstance(claimed, list):
                     for claim in claimed:
                         claims.put(claim)

@@ -146,6 +146,11 @@ def fresh_cache_pairs(*, leads: Iterable[Lead], at: datetime | None = None) -> s
 
     One query for a QuerySet (as subqueries) or for up to CACHE_QUERY_CHUNK leads given as objects.
     """
+    return set(fresh_cache(leads=leads, at=at))
+
+
+def fresh_cache(*, leads: Iterable[Lead], at: datetime | None = None) -> dict[tuple[int, str], datetime]:
+    """fresh_cache_pairs with when each pair's cache entry expires: {(lead_id, provider): expires_at}."""
     at = at or timezone.now()
     domain_providers = [name for name, provider in PROVIDERS.items() if not provider.per_lead]
     lead_providers = [name for name, provider in PROVIDERS.items() if provider.per_lead]
@@ -163,7 +168,7 @@ def fresh_cache_pairs(*, leads: Iterable[Lead], at: datetime | None = None) -> s
         )
     else:
         rows = [(lead.pk, lead.domain, lead.email) for lead in leads]
-        found = set()
+        found = {}
         for start in range(0, len(rows), CACHE_QUERY_CHUNK):
             chunk = rows[start : start + CACHE_QUERY_CHUNK]
             found |= _fresh_subjects(
@@ -173,22 +178,24 @@ def fresh_cache_pairs(*, leads: Iterable[Lead], at: datetime | None = None) -> s
                 [f"lead:{lead_id}" for lead_id, _, _ in chunk],
                 at,
             )
-    pairs = set()
+    pairs = {}
     for lead_id, domain, email in rows:
         for provider in applicable_providers(has_website=bool(domain), has_email=bool(email)):
-            if (provider, cache_subject(provider, lead_id=lead_id, domain=domain)) in found:
-                pairs.add((lead_id, provider))
+            expires_at = found.get((provider, cache_subject(provider, lead_id=lead_id, domain=domain)))
+            if expires_at is not None:
+                pairs[(lead_id, provider)] = expires_at
     return pairs
 
 
-def _fresh_subjects(domain_providers, domains, lead_providers, lead_keys, at) -> set[tuple[str, str]]:
-    return set(
-        ProviderResult.objects.filter(
-            Q(provider__in=domain_providers, subject__in=domains)
-            | Q(provider__in=lead_providers, subject__in=lead_keys),
-            expires_at__gt=at,
-        ).values_list("provider", "subject")
-    )
+def _fresh_subjects(
+    domain_providers, domains, lead_providers, lead_keys, at
+) -> dict[tuple[str, str], datetime]:
+    rows = ProviderResult.objects.filter(
+        Q(provider__in=domain_providers, subject__in=domains)
+        | Q(provider__in=lead_providers, subject__in=lead_keys),
+        expires_at__gt=at,
+    ).values_list("provider", "subject", "expires_at")
+    return {(provider, subject): expires_at for provider, subject, expires_at in rows}
 
 
 def provider_stats(*, since: datetime) -> dict[str, ProviderStats]:
