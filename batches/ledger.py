@@ -113,27 +113,40 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
 # its turn on the interpreter between statements; SQLite runs them one after another in a transaction.
 _LEAD_OUTCOME = (
     "UPDATE batches_batchreportlead SET status = %s, lease_owner = '', lease_expires_at = NULL,"
-    " reserved_usd = 0, reserved_on = NULL, cost_usd = %s, cost_breakdown = %s, duration_ms = %s,"
-    " report_id = %s, last_error = %s, error_code = %s, finished_at = %s, next_attempt_at = %s,"
-    " updated_at = %s WHERE id = %s AND lease_owner = %s AND status = 'processing'"
+    " reserved_usd = 0, reserved_on = NULL, cost_usd = {cost}, cost_breakdown = {breakdown},"
+    " duration_ms = %s, report_id = %s, last_error = %s, error_code = %s, finished_at = %s,"
+    " next_attempt_at = %s, updated_at = %s WHERE id = %s AND lease_owner = %s AND status = 'processing'"
 )
+# On PostgreSQL the same statement reads what the row paid from the call log (its calls of this attempt
+# are committed), books the difference from what it had paid before, and creates the day's ledger row
+# if a lead paid on a day nothing was reserved on.
 _LEAD_SETTLED_PG = (
-    f"WITH lead AS ({_LEAD_OUTCOME} RETURNING id),"  # noqa: S608 (the module's constant statements)
+    "WITH paid AS (SELECT provider, SUM(cost_usd) AS total FROM reports_providercall"  # noqa: S608
+    " WHERE batch_lead_id = %s GROUP BY provider),"
+    + " lead AS ({lead} RETURNING cost_usd - %s AS paid),".format(
+        lead=_LEAD_OUTCOME.format(
+            cost="(SELECT COALESCE(SUM(total), 0) FROM paid)",
+            breakdown="(SELECT COALESCE(jsonb_object_agg(provider, total::text), '{}') FROM paid)",
+        )
+    )
     # Each step waits on the one before it, so the rows are locked in the order every other
     # transaction takes them (lead, batch, day) and two settles or a settle and a claim cannot deadlock.
-    f" batch AS ({_SETTLE_BATCH} AND EXISTS (SELECT 1 FROM lead) RETURNING id),"
-    f" day AS ({_SETTLE_DAY} AND EXISTS (SELECT 1 FROM batch))"
+    + " batch AS (UPDATE batches_batchreport SET actual_cost_usd = ROUND(actual_cost_usd + lead.paid, 6),"
+    " reserved_usd = ROUND(reserved_usd - %s, 6) FROM lead WHERE id = %s RETURNING lead.paid),"
+    " day AS (INSERT INTO batches_dailyspend (day, spent_usd, reserved_usd) SELECT %s, paid, 0 FROM batch"
+    " WHERE paid <> 0 OR %s <> 0 ON CONFLICT (day) DO UPDATE SET"
+    " spent_usd = ROUND(batches_dailyspend.spent_usd + excluded.spent_usd, 6),"
+    " reserved_usd = ROUND(batches_dailyspend.reserved_usd - %s, 6))"
     " SELECT COUNT(*) FROM lead"
 )
+_LEAD_OUTCOME_PARAMS = _LEAD_OUTCOME.format(cost="%s", breakdown="%s")
 
 
 @dataclass(frozen=True)
 class LeadOutcome:
-    """What settling writes on a lead row (besides clearing its lease and reservation)."""
+    """What settling writes on a lead row (besides clearing its lease and reservation, and what it paid)."""
 
     status: str
-    cost_usd: Decimal
-    cost_breakdown: dict[str, str]
     duration_ms: int
     report_id: int | None
     last_error: str
@@ -144,48 +157,57 @@ class LeadOutcome:
 
 
 def ledger_settle_lead(
-    *, row_id: int, owner: str, outcome: LeadOutcome, batch_id: int, released: Decimal, paid: Decimal, day
+    *,
+    row_id: int,
+    owner: str,
+    outcome: LeadOutcome,
+    batch_id: int,
+    released: Decimal,
+    paid_before: Decimal,
+    day,
 ) -> bool:
     """Write a leased lead's outcome and settle its money, all or nothing; False if `owner` lost the lease.
 
-    `day` is the day the lead's reservation was made on (None when nothing was reserved).
+    What the row paid over all its attempts comes from the call log (in total and per provider, on the
+    row); the batch and the day book what it paid beyond `paid_before` (the row's cost when leased) and
+    release `released`, reserved on `day` (None when nothing was reserved: paid calls go on today).
     """
-    from batches.models import BatchReportLead
+    from batches.selectors import today
 
-    if day is None and paid:
-        # Paid without a reservation (data cached at claim time had expired): book it on today, whose
-        # ledger row may not exist yet. A reservation's day has its row (the reservation updated it).
-        from batches.selectors import today
-
-        day = today()
-        DailySpend.objects.get_or_create(day=day)
-    field = BatchReportLead._meta.get_field
+    day = day or today()
+    adapt = connection.ops.adapt_datetimefield_value
     lead_params = [
-        outcome.status,
-        field("cost_usd").get_db_prep_save(outcome.cost_usd, connection),
-        field("cost_breakdown").get_db_prep_save(outcome.cost_breakdown, connection),
         outcome.duration_ms,
         outcome.report_id,
         outcome.last_error,
         outcome.error_code,
-        connection.ops.adapt_datetimefield_value(outcome.finished_at),
-        connection.ops.adapt_datetimefield_value(outcome.next_attempt_at),
-        connection.ops.adapt_datetimefield_value(outcome.updated_at),
+        adapt(outcome.finished_at),
+        adapt(outcome.next_attempt_at),
+        adapt(outcome.updated_at),
         row_id,
         owner,
     ]
-    batch_params = [paid, released, batch_id]
-    day_params = [paid, released, _day(day) if day is not None else None]
     if connection.vendor == "postgresql":
+        params = [row_id, outcome.status, *lead_params, paid_before, released, batch_id]
+        params += [_day(day), released, released]
         with connection.cursor() as cursor:
-            cursor.execute(_LEAD_SETTLED_PG, lead_params + batch_params + day_params)
+            cursor.execute(_LEAD_SETTLED_PG, params)
             return bool(cursor.fetchone()[0])
+    from batches.models import BatchReportLead
+
+    field = BatchReportLead._meta.get_field
     with transaction.atomic():
-        if not _execute(_LEAD_OUTCOME, lead_params):
+        paid_total, breakdown = paid_breakdown(row_id)
+        cost = [
+            field("cost_usd").get_db_prep_save(paid_total, connection),
+            field("cost_breakdown").get_db_prep_save(breakdown, connection),
+        ]
+        if not _execute(_LEAD_OUTCOME_PARAMS, [outcome.status, *cost, *lead_params]):
             return False
-        _execute(_SETTLE_BATCH, batch_params)
-        if day is not None:
-            _execute(_SETTLE_DAY, day_params)
+        paid = paid_total - paid_before
+        _execute(_SETTLE_BATCH, [paid, released, batch_id])
+        if paid or released:
+            _daily_update(day, _SETTLE_DAY, [paid, released, _day(day)])
     return True
 
 

@@ -496,11 +496,7 @@ def retry_delay(*, run_attempt: int, retry_after: float | None = None) -> float:
 def settle(claim: Claim, result: Result) -> str | None:
     """Write the result if `claim.owner` still holds the lease; returns the lead's new status or None."""
     now = timezone.now()
-    # What this row paid over all its attempts, from the call log: this attempt's calls are committed.
-    paid_total, breakdown = paid_breakdown(claim.row_id)
     outcome = {
-        "cost_usd": paid_total,
-        "cost_breakdown": breakdown,
         "duration_ms": result.duration_ms,
         "report_id": None,
         "last_error": result.error_message,
@@ -529,7 +525,7 @@ def settle(claim: Claim, result: Result) -> str | None:
         outcome=LeadOutcome(status=status, **outcome),
         batch_id=claim.batch_id,
         released=claim.reserved_usd,
-        paid=paid_total - claim.cost_usd,
+        paid_before=claim.cost_usd,
         day=claim.reserved_on,
     )
     if not settled:

@@ -1,5 +1,6 @@
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -319,3 +320,68 @@ def test_daily_budget_exhausted_during_a_run_skips_the_rest(settings):
     day = DailySpend.objects.get()
     assert day.spent_usd == batch.actual_cost_usd <= settings.DAILY_BUDGET_USD
     assert day.reserved_usd == 0
+
+
+def _all_cached(lead, *, expires_at=None):
+    """Fetch and cache every provider's data for `lead` outside any batch (optionally expiring soon)."""
+    from reports.models import ProviderResult
+    from reports.services import report_generate
+
+    assert report_generate(lead=lead).error is None
+    if expires_at is not None:
+        ProviderResult.objects.update(expires_at=expires_at)
+
+
+def test_a_lead_claimed_at_no_cost_that_pays_after_all_books_it_on_the_days_ledger():
+    from batches.models import DailySpend
+    from reports.models import ProviderResult
+    from reports.selectors import price_table
+
+    lead = make_leads(1)[0]
+    _all_cached(lead)
+    batch = launch([lead], include_recent=True)
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+    assert claim.reserved_usd == 0
+    assert not DailySpend.objects.exists()
+    # The cache expires between the claim and the provider calls: the lead pays for fresh data.
+    ProviderResult.objects.update(expires_at=timezone.now())
+    assert settle(claim, process(claim)) == S.SUCCEEDED
+    row = BatchReportLead.objects.get(pk=claim.row_id)
+    paid = ProviderCall.objects.filter(batch_lead_id=row.pk).aggregate(total=Sum("cost_usd"))["total"]
+    assert paid > 0 and row.cost_usd == paid
+    assert sum(Decimal(cost) for cost in row.cost_breakdown.values()) == paid
+    assert row.cost_breakdown["pagespeed"] == "0.030000"
+    batch.refresh_from_db()
+    assert (batch.actual_cost_usd, batch.reserved_usd) == (paid, 0)
+    day = DailySpend.objects.get()
+    assert (day.spent_usd, day.reserved_usd) == (paid, 0)
+
+
+def test_leads_priced_ahead_serve_several_claims_and_are_priced_again_once_a_cached_entry_expires():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from batches.runner import PricedAhead, _worst_case, claim_leads
+    from reports.selectors import price_table
+
+    first, cached, third = make_leads(3)
+    _all_cached(cached, expires_at=timezone.now() + timedelta(seconds=1))
+    batch = launch([first, cached, third], concurrency=3, include_recent=True)
+    prices, owner, ahead = price_table(), new_owner(), PricedAhead(rows=3)
+    [claim] = claim_leads(batch_id=batch.pk, owner=owner, prices=prices, limit=1, ahead=ahead)
+    assert (claim.lead_id, claim.reserved_usd) == (first.pk, _worst_case(first, prices))
+    assert ahead.amounts[ahead_row(batch, cached)] == 0
+    with CaptureQueriesContext(connection) as queries:
+        [claim] = claim_leads(batch_id=batch.pk, owner=owner, prices=prices, limit=1, ahead=ahead)
+    assert (claim.lead_id, claim.reserved_usd) == (cached.pk, 0)
+    reads = [query["sql"] for query in queries if query["sql"].startswith("SELECT")]
+    assert not [sql for sql in reads if "reports_providerresult" in sql or "position" in sql]
+    # The next claim may not count on the cached entry once it has expired.
+    BatchReportLead.objects.filter(pk=claim.row_id).update(status=S.PENDING)
+    time.sleep(1.1)
+    [claim] = claim_leads(batch_id=batch.pk, owner=owner, prices=prices, limit=1, ahead=ahead)
+    assert (claim.lead_id, claim.reserved_usd) == (cached.pk, _worst_case(cached, prices))
+
+
+def ahead_row(batch, lead) -> int:
+    return BatchReportLead.objects.get(batch=batch, lead=lead).pk
