@@ -206,7 +206,7 @@ class _ReportRun:
         if commit and (paid or self.unsaved_results):
             self._flush()
 
-    def _pending_writes(self) -> list[writes.Insert]:
+    def _pending_writes(self) -> list[writes.Statement]:
         """The cache and call-log rows not yet written, as INSERTs."""
         statements = []
         if self.unsaved_results:
@@ -258,15 +258,14 @@ class _ReportRun:
             created_at=self.now,
         )
         report.html = report_render_html(report=report)
-        # The last results, their calls and the report together; then the lead's (informational) stamp.
-        report.pk = writes.run([*self._pending_writes(), writes.insert([report])], returning_id=True)
+        # The last results, their calls, the lead's stamp and the report, together.
+        stamp = writes.Statement(
+            "UPDATE leads_lead SET last_reported_at = %s WHERE id = %s",
+            [connection.ops.adapt_datetimefield_value(self.now), self.lead.pk],
+        )
+        report.pk = writes.run([*self._pending_writes(), stamp, writes.insert([report])], returning_id=True)
         report._state.adding, report._state.db = False, "default"
         self._written()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE leads_lead SET last_reported_at = %s WHERE id = %s",
-                [connection.ops.adapt_datetimefield_value(self.now), self.lead.pk],
-            )
         self.lead.last_reported_at = self.now
         return report
 

@@ -15,8 +15,8 @@ from django.db import connection, models, transaction
 
 
 @dataclass(frozen=True)
-class Insert:
-    """One multi-row INSERT: its SQL and parameters."""
+class Statement:
+    """One INSERT or UPDATE: its SQL and parameters."""
 
     sql: str
     params: list
@@ -24,7 +24,7 @@ class Insert:
 
 def insert(
     objs: list[models.Model], *, conflict: tuple[str, ...] = (), update: tuple[str, ...] = ()
-) -> Insert:
+) -> Statement:
     """An INSERT of `objs` (one model), every concrete field but the primary key.
 
     With `conflict` (the columns of a unique constraint), a row that exists gets the `update` fields
@@ -44,11 +44,12 @@ def insert(
     params = [
         field.get_db_prep_save(field.pre_save(obj, add=True), connection) for obj in objs for field in fields
     ]
-    return Insert(sql, params)
+    return Statement(sql, params)
 
 
-def run(inserts: list[Insert], *, returning_id: bool = False) -> int | None:
-    """Run the INSERTs atomically; with `returning_id`, the id of the (single) row of the last one."""
+def run(inserts: list[Statement], *, returning_id: bool = False) -> int | None:
+    """Run the statements atomically; with `returning_id`, the id of the (single) row the last one
+    inserts."""
     if not inserts:
         return None
     last = inserts[-1]
