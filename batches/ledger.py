@@ -42,6 +42,19 @@ _RESERVE_BOTH_PG = (
     f" day AS ({_RESERVE_DAY} AND EXISTS (SELECT 1 FROM batch) RETURNING id)"
     " SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM day)"
 )
+# The claim's reservation on PostgreSQL, as CTEs of the statement that leases the leads (a CTE named by
+# `rows` returning their reserved_usd): the sum on the batch and on the day, both or neither, only when
+# the budgets allow it. The statement selects (SELECT amount FROM total), (SELECT COUNT(*) FROM batch)
+# and (SELECT COUNT(*) FROM day); a day without its ledger row yet counts as refused.
+RESERVE_LEASED_PG = (
+    "total AS (SELECT COALESCE(SUM(reserved_usd), 0) AS amount FROM {rows}),"
+    " batch AS (UPDATE batches_batchreport SET reserved_usd = ROUND(reserved_usd + total.amount, 6)"
+    " FROM total WHERE id = %s AND total.amount > 0"
+    " AND (budget_usd IS NULL OR budget_usd >= actual_cost_usd + reserved_usd + total.amount) RETURNING id),"
+    " day AS (UPDATE batches_dailyspend SET reserved_usd = ROUND(reserved_usd + total.amount, 6)"
+    " FROM total WHERE day = %s AND EXISTS (SELECT 1 FROM batch)"
+    " AND %s - spent_usd - reserved_usd - total.amount >= 0 RETURNING id)"
+)
 _SETTLE_BATCH = (
     "UPDATE batches_batchreport SET actual_cost_usd = ROUND(actual_cost_usd + %s, 6),"
     " reserved_usd = ROUND(reserved_usd - %s, 6) WHERE id = %s"

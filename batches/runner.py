@@ -42,6 +42,7 @@ from batches import events
 from batches.costs import ZERO, worst_case_cost
 from batches.ledger import (
     BUDGET_EXHAUSTED,
+    RESERVE_LEASED_PG,
     LeadOutcome,
     ledger_reserve,
     ledger_settle,
@@ -236,13 +237,20 @@ _LEASE_NEXT = (
     " AND (next_attempt_at IS NULL OR next_attempt_at <= %s) ORDER BY position"
     " LIMIT {greatest}(0, {least}(%s, %s - (SELECT COUNT(*) FROM batches_batchreportlead"
     " WHERE batch_id = %s AND status = 'processing' AND lease_expires_at > %s))){skip_locked})"
-    " RETURNING id, lead_id, attempts, run_attempts, cost_usd"
+    " RETURNING id, lead_id, attempts, run_attempts, cost_usd, reserved_usd"
 )
-_LEASE_NEXT_PG = _LEASE_NEXT.format(
-    amount="(%s::jsonb ->> id::text)::numeric",
-    greatest="GREATEST",
-    least="LEAST",
-    skip_locked=" FOR UPDATE SKIP LOCKED",
+# On PostgreSQL the same statement reserves the leased leads' amounts in the ledger.
+_LEASE_AND_RESERVE_PG = (  # noqa: S608 (the module's constant statements)
+    "WITH leased AS ({lease}), {reserve} SELECT id, lead_id, attempts, run_attempts, cost_usd,"
+    " (SELECT amount FROM total), (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM day) FROM leased"
+).format(
+    lease=_LEASE_NEXT.format(
+        amount="(%s::jsonb ->> id::text)::numeric",
+        greatest="GREATEST",
+        least="LEAST",
+        skip_locked=" FOR UPDATE SKIP LOCKED",
+    ),
+    reserve=RESERVE_LEASED_PG.format(rows="leased"),
 )
 _LEASE_NEXT_SQLITE = _LEASE_NEXT.format(
     amount="""json_extract(%s, '$."' || id || '"')""", greatest="max", least="min", skip_locked=""
@@ -258,9 +266,9 @@ def claim_leads(
     when no longer usable), read without any lock. Then one short transaction under the batch row lock
     counts the unexpired leads in flight (never more than `concurrency` across every runner), leases
     the next due leads in one statement (skip-locked on PostgreSQL) and reserves their worst case in
-    the ledger (a lead leased that was not priced ahead, because other runners took those, is priced
-    then). If the budgets cannot take the whole group, the transaction is undone and leads are claimed
-    one by one.
+    the ledger (in the same statement on PostgreSQL; a lead leased that was not priced ahead, because
+    other runners took those, is priced then). If the budgets cannot take the whole group (or the day
+    has no ledger row yet), the transaction is undone and leads are claimed one by one.
     """
     now = timezone.now()
     ahead = ahead or PricedAhead(rows=limit * READ_AHEAD)
@@ -272,8 +280,7 @@ def claim_leads(
                 batch_id=batch_id, owner=owner, limit=limit, now=now, ahead=ahead, prices=prices
             )
     except _Refused:
-        ahead.read_at = None
-        return _claim_one_by_one(batch_id=batch_id, owner=owner, prices=prices, limit=limit)
+        claimed = _claim_one_by_one(batch_id=batch_id, owner=owner, prices=prices, limit=limit)
     if isinstance(claimed, list):
         ahead.taken([claim.row_id for claim in claimed])
     return claimed
@@ -298,17 +305,27 @@ def _claim_group(*, batch_id, owner, limit, now, ahead: PricedAhead, prices) -> 
     params = [owner, adapt(now + timedelta(seconds=lease_seconds())), adapt(now), amounts]
     params += [connection.ops.adapt_datefield_value(day), adapt(now), batch_id, adapt(now)]
     params += [limit, concurrency, batch_id, adapt(now)]
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        params += [batch_id, connection.ops.adapt_datefield_value(day), settings.DAILY_BUDGET_USD]
     with connection.cursor() as cursor:
-        cursor.execute(_LEASE_NEXT_PG if connection.vendor == "postgresql" else _LEASE_NEXT_SQLITE, params)
-        leased = sorted(cursor.fetchall())
-    if not leased:
+        cursor.execute(_LEASE_AND_RESERVE_PG if postgres else _LEASE_NEXT_SQLITE, params)
+        rows = cursor.fetchall()
+    if not rows:
         exists = BatchReportLead.objects.filter(batch_id=batch_id, status=Lead.PENDING).exists()
         return WAIT if exists else DONE
+    leased = sorted(row[:5] for row in rows)
+    if postgres:
+        amount, batch_reserved, day_reserved = rows[0][5:]
+        if amount and not (batch_reserved and day_reserved):
+            raise _Refused
     unknown = [(row_id, lead_id) for row_id, lead_id, *_ in leased if row_id not in ahead.amounts]
     if unknown:
         # Other runners leased the leads priced ahead: the ones leased instead get their own worst case
         # here (a larger, blanket reservation could stop a batch near its budget too early).
         _reserve_unknown(unknown, ahead=ahead, prices=prices)
+    # What the lease statement has not reserved (on PostgreSQL: the leads priced only now) is reserved here.
+    unreserved = {row_id for row_id, _ in unknown} if postgres else {row_id for row_id, *_ in leased}
     claims = [
         Claim(
             row_id=row_id,
@@ -324,7 +341,8 @@ def _claim_group(*, batch_id, owner, limit, now, ahead: PricedAhead, prices) -> 
         )
         for row_id, lead_id, attempts, run_attempts, cost_usd in leased
     ]
-    if ledger_reserve(batch_id=batch_id, amount=sum((claim.reserved_usd for claim in claims), ZERO), day=day):
+    amount = sum((claim.reserved_usd for claim in claims if claim.row_id in unreserved), ZERO)
+    if ledger_reserve(batch_id=batch_id, amount=amount, day=day):
         raise _Refused
     if status == Batch.QUEUED:
         BatchReport.objects.filter(pk=batch_id).update(

@@ -385,3 +385,29 @@ def test_leads_priced_ahead_serve_several_claims_and_are_priced_again_once_a_cac
 
 def ahead_row(batch, lead) -> int:
     return BatchReportLead.objects.get(batch=batch, lead=lead).pk
+
+
+def test_a_group_claim_the_budget_cannot_take_whole_is_claimed_lead_by_lead_up_to_the_budget():
+    from batches.models import DailySpend
+    from batches.runner import PricedAhead, _worst_case, claim_leads
+    from batches.selectors import today
+    from reports.selectors import price_table
+
+    leads = make_leads(4)
+    prices = price_table()
+    worst = _worst_case(leads[0], prices)
+    batch = launch(leads, concurrency=4)
+    BatchReport.objects.filter(pk=batch.pk).update(budget_usd=worst * Decimal("2.5"))
+    DailySpend.objects.get_or_create(day=today())  # the whole group is tried first, in one statement
+    claims = claim_leads(
+        batch_id=batch.pk, owner=new_owner(), prices=prices, limit=4, ahead=PricedAhead(rows=8)
+    )
+    assert [claim.lead_id for claim in claims] == [lead.pk for lead in leads[:2]]
+    batch.refresh_from_db()
+    assert batch.reserved_usd == worst * 2 == DailySpend.objects.get().reserved_usd
+    again = claim_leads(
+        batch_id=batch.pk, owner=new_owner(), prices=prices, limit=2, ahead=PricedAhead(rows=4)
+    )
+    assert again == "done"
+    assert BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED).count() == 2
+    assert BatchReport.objects.get(pk=batch.pk).reserved_usd == worst * 2
