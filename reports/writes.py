@@ -13,6 +13,17 @@ from dataclasses import dataclass
 
 from django.db import connection, models, transaction
 
+try:
+    from psycopg import _queries as psycopg_queries
+except ImportError:  # pragma: no cover (psycopg is installed with the project; SQLite does not need it)
+    psycopg_queries = None
+
+# psycopg caches how it splits a statement around its placeholders only for statements of at most 50
+# parameters (its MAX_CACHED_STATEMENT_PARAMS); a report's writes reach ~110 (cache rows and call log in
+# one statement), for every lead of a batch. Without the cache each is parsed again every time.
+if psycopg_queries is not None and psycopg_queries.MAX_CACHED_STATEMENT_PARAMS < 200:
+    psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = 200
+
 
 @dataclass(frozen=True)
 class Statement:
