@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 
 try:
     from psycopg import _queries as psycopg_queries
@@ -41,6 +41,8 @@ def insert(
     With `conflict` (the columns of a unique constraint), a row that exists gets the `update` fields
     from the new one instead (ON CONFLICT ... DO UPDATE, on both databases).
     """
+    # The connection itself rather than the `connection` proxy, which looks it up on every attribute.
+    connection = connections[DEFAULT_DB_ALIAS]
     model = type(objs[0])
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
@@ -63,6 +65,7 @@ def run(inserts: list[Statement], *, returning_id: bool = False) -> int | None:
     inserts."""
     if not inserts:
         return None
+    connection = connections[DEFAULT_DB_ALIAS]
     last = inserts[-1]
     suffix = " RETURNING id" if returning_id else ""
     if connection.vendor == "postgresql":
