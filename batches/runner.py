@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections, connection, connections, transaction
-from django.db.models import F, Q, Value
+from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -96,6 +96,8 @@ class Claim:
     reserved_usd: Decimal = ZERO
     reserved_on: object = None
     cost_usd: Decimal = ZERO
+    # The lead had nothing in the cache when it was priced ahead, moments before (see PricedAhead).
+    nothing_cached: bool = False
 
 
 @dataclass
@@ -134,9 +136,10 @@ def _worst_cases(leads: list, prices) -> list[Decimal]:
     return _priced(leads, prices)[0]
 
 
-def _priced(leads: list, prices) -> tuple[list[Decimal], datetime | None]:
+def _priced(leads: list, prices) -> tuple[list[Decimal], datetime | None, set[int]]:
     """Each lead's worst-case cost (every applicable provider not fresh in the cache, the LLM at its
-    caps), and when the first cache entry those costs count on expires (None: they count on none)."""
+    caps), when the first cache entry those costs count on expires (None: they count on none), and
+    the ids of the leads with nothing fresh in the cache."""
     from reports import pricing
     from reports.providers import applicable_providers
     from reports.selectors import fresh_cache
@@ -152,7 +155,8 @@ def _priced(leads: list, prices) -> tuple[list[Decimal], datetime | None]:
         )
         for lead in leads
     ]
-    return amounts, min(cached.values(), default=None)
+    cached_leads = {lead_id for lead_id, _ in cached}
+    return amounts, min(cached.values(), default=None), {lead.pk for lead in leads} - cached_leads
 
 
 def claim_next(*, batch_id: int, owner: str, prices: dict) -> Claim | str:
@@ -176,12 +180,17 @@ class PricedAhead:
     (the other runners have moved past it), after PRICED_AHEAD_SECONDS, or once the first cache entry
     its costs count on has expired. Until then its costs are what pricing the leads again would give
     or more: cache entries that appear since only lower a lead's cost.
+
+    It also knows which leads had nothing in the cache when it was read, among those whose domain no
+    other lead of the batch has: on their first attempt their reports skip the cache lookup (an entry
+    for them could only have come since from another batch, within those few seconds).
     """
 
     def __init__(self, *, rows: int):
         self.rows = rows
         self.leads: dict[int, object] = {}  # batch row id -> Lead
         self.amounts: dict[int, Decimal] = {}
+        self.nothing_cached: set[int] = set()  # batch row ids
         self.read_at: float | None = None
         self.valid_until = None
         self.behind = False
@@ -202,9 +211,15 @@ class PricedAhead:
             .select_related("lead")
             .order_by("position")[: self.rows]
         )
-        amounts, valid_until = _priced([row.lead for row in rows], prices) if rows else ([], None)
+        amounts, valid_until, uncached = (
+            _priced([row.lead for row in rows], prices) if rows else ([], None, set())
+        )
         self.leads = {row.pk: row.lead for row in rows}
         self.amounts = dict(zip(self.leads, amounts, strict=True))
+        shared = _shared_domains(batch_id, {row.lead.domain for row in rows if row.lead_id in uncached})
+        self.nothing_cached = {
+            row.pk for row in rows if row.lead_id in uncached and row.lead.domain not in shared
+        }
         self.read_at, self.valid_until, self.behind = time.monotonic(), valid_until, False
 
     def add(self, leads: dict, amounts: list[Decimal]) -> None:
@@ -217,6 +232,21 @@ class PricedAhead:
         for row_id in row_ids:
             self.leads.pop(row_id, None)
             self.amounts.pop(row_id, None)
+            self.nothing_cached.discard(row_id)
+
+
+def _shared_domains(batch_id: int, domains: set[str]) -> set[str]:
+    """Those of `domains` that more than one lead of the batch has."""
+    domains.discard("")
+    if not domains:
+        return set()
+    rows = BatchReportLead.objects.filter(batch_id=batch_id, lead__domain__in=domains)
+    return set(
+        rows.values("lead__domain")
+        .annotate(leads=Count("id"))
+        .filter(leads__gt=1)
+        .values_list("lead__domain", flat=True)
+    )
 
 
 class _Refused(Exception):
@@ -338,6 +368,7 @@ def _claim_group(*, batch_id, owner, limit, now, ahead: PricedAhead, prices) -> 
             reserved_usd=ahead.amounts[row_id],
             reserved_on=day,
             cost_usd=money_read(cost_usd),
+            nothing_cached=attempts == 1 and row_id in ahead.nothing_cached,
         )
         for row_id, lead_id, attempts, run_attempts, cost_usd in leased
     ]
@@ -476,7 +507,12 @@ def process(claim: Claim) -> Result:
     started = time.monotonic()
     try:
         lead = claim.lead if claim.lead is not None else LeadModel.objects.get(pk=claim.lead_id)
-        outcome = report_generate(lead=lead, batch_lead_id=claim.row_id, attempt=claim.attempt)
+        outcome = report_generate(
+            lead=lead,
+            batch_lead_id=claim.row_id,
+            attempt=claim.attempt,
+            cache_lookup=not claim.nothing_cached,
+        )
     except Exception as exc:
         logger.exception("lead %s of batch row %s raised", claim.lead_id, claim.row_id)
         return Result(

@@ -82,8 +82,11 @@ async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: d
 
 
 class _ReportRun:
-    def __init__(self, *, lead: Lead, batch_lead_id: int | None, attempt: int, at: datetime | None):
+    def __init__(
+        self, *, lead: Lead, batch_lead_id: int | None, attempt: int, at: datetime | None, cache_lookup: bool
+    ):
         self.lead = lead
+        self.cache_lookup = cache_lookup
         self.info = LeadInfo.from_lead(lead)
         self.batch_lead_id = batch_lead_id
         self.attempt = attempt
@@ -104,7 +107,8 @@ class _ReportRun:
             for name in names
             if PROVIDERS[name].per_lead or self.info.domain
         }
-        self._reuse(fresh_results(subjects=subjects, at=self.now), subjects)
+        if self.cache_lookup:
+            self._reuse(fresh_results(subjects=subjects, at=self.now), subjects)
         first = [name for name in names if name not in self.data and name != Provider.LLM]
         if first:
             self._fetch(first, commit=True)
@@ -279,7 +283,12 @@ class _ReportRun:
 
 
 def report_generate(
-    *, lead: Lead, batch_lead_id: int | None = None, attempt: int = 1, at: datetime | None = None
+    *,
+    lead: Lead,
+    batch_lead_id: int | None = None,
+    attempt: int = 1,
+    at: datetime | None = None,
+    cache_lookup: bool = True,
 ) -> ReportOutcome:
     """Build a report for `lead`: reuse fresh cached provider data at $0, call the other applicable
     providers concurrently, log and bill every call, and save the Report with its rendered HTML.
@@ -288,9 +297,13 @@ def report_generate(
     transaction as soon as it arrives, so a retry or crash recovery reuses it instead of paying again.
     If any provider fails the outcome carries the error (transient only if every failure was) and no
     report; the caller decides on retries. `at` (default now) is the call time: prices in force and
-    cache freshness are judged at it. Sync; safe to call from worker threads, not from a running loop.
+    cache freshness are judged at it. `cache_lookup=False` is for a caller that has just seen nothing
+    in the cache for the lead: every provider is called without looking. Sync; safe to call from
+    worker threads, not from a running loop.
     """
-    return _ReportRun(lead=lead, batch_lead_id=batch_lead_id, attempt=attempt, at=at).run()
+    return _ReportRun(
+        lead=lead, batch_lead_id=batch_lead_id, attempt=attempt, at=at, cache_lookup=cache_lookup
+    ).run()
 
 
 async def report_generate_async(

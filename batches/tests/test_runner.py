@@ -411,3 +411,34 @@ def test_a_group_claim_the_budget_cannot_take_whole_is_claimed_lead_by_lead_up_t
     assert again == "done"
     assert BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED).count() == 2
     assert BatchReport.objects.get(pk=batch.pk).reserved_usd == worst * 2
+
+
+def test_a_first_attempt_priced_with_nothing_cached_skips_the_cache_lookup_unless_its_domain_is_shared():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from batches.models import DailySpend
+    from batches.runner import PricedAhead, claim_leads
+    from batches.selectors import today
+    from leads.models import Lead
+    from reports.selectors import price_table
+
+    alone, *chain = make_leads(3)
+    Lead.objects.filter(pk__in=[lead.pk for lead in chain]).update(domain="chain.example.com")
+    batch = launch([alone, *chain], concurrency=1)
+    DailySpend.objects.get_or_create(day=today())  # so that every claim is a group claim
+    prices, owner, ahead = price_table(), new_owner(), PricedAhead(rows=3)
+    looked_up = []
+    for _ in range(3):
+        [claim] = claim_leads(batch_id=batch.pk, owner=owner, prices=prices, limit=1, ahead=ahead)
+        with CaptureQueriesContext(connection) as queries:
+            assert settle(claim, process(claim)) == S.SUCCEEDED
+        looked_up.append(
+            any(q["sql"].startswith("SELECT") and "reports_providerresult" in q["sql"] for q in queries)
+        )
+    assert looked_up == [False, True, True]
+    # The second lead of the chain reused what the first one paid for its domain.
+    second = BatchReportLead.objects.get(batch=batch, lead=chain[1])
+    statuses = dict(ProviderCall.objects.filter(batch_lead_id=second.pk).values_list("provider", "status"))
+    assert statuses["pagespeed"] == statuses["semrush"] == "cached"
+    assert statuses["llm"] == "succeeded"
