@@ -19,6 +19,7 @@ PostgreSQL (or SQLite) is the source of truth and the queue only triggers work:
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -662,6 +663,21 @@ def _heartbeat(batch_id: int, owner: str, stop: threading.Event) -> None:
         connections.close_all()
 
 
+_frozen_in: int | None = None  # the process that has frozen its start-up objects
+
+
+def _freeze_startup_objects() -> None:
+    """Once per worker process: collect, then keep every object alive by now (Django's apps, models,
+    modules and settings) out of the garbage collector's full collections, which would otherwise go
+    through all of them every few hundred leads (~0.2 ms of CPU per lead). What the runner allocates
+    later is collected as usual."""
+    global _frozen_in
+    if _frozen_in != os.getpid():
+        gc.collect()
+        gc.freeze()
+        _frozen_in = os.getpid()
+
+
 def run_slice(
     *, batch_id: int, max_seconds: float | None = None, workers: int | None = None, follow_up: bool = True
 ) -> int:
@@ -679,6 +695,7 @@ def run_slice(
             batch_finish_if_done(batch_id=batch_id)
         return 0
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else settings.RUNNER_SLICE_SECONDS)
+    _freeze_startup_objects()
     prices = price_table()
     owner = new_owner()
     stop = threading.Event()
