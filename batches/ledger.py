@@ -120,6 +120,15 @@ def ledger_settle(*, batch_id: int, released: Decimal, paid: Decimal, day: date 
     _daily_update(day, _SETTLE_DAY, [paid, released, _day(day)])
 
 
+# Selected by a statement that is a transaction of its own, or by one in a transaction: its commit
+# does not wait for the write-ahead log to reach the disk. For the engine's claims and settles only,
+# whose effects the call log and lease recovery can always redo: a PostgreSQL crash can lose the last
+# fraction of a second of them (never a worker crash), and each paid call's log entry, committed
+# synchronously, makes every earlier commit durable, since the log is written in order. The batch and
+# day rows, which every claim and settle updates, stay locked for a commit's CPU time instead of a
+# disk flush.
+ASYNC_COMMIT_PG = "set_config('synchronous_commit', 'off', true)"
+
 # A lead's outcome and its ledger settlement: the lead row UPDATE guarded by the lease, then the batch
 # and the day. PostgreSQL runs the three as one statement (data-modifying CTEs), so the shared batch and
 # day rows stay locked only while the server runs it and commits, never while a worker thread waits for
@@ -144,13 +153,13 @@ _LEAD_SETTLED_PG = (
     )
     # Each step waits on the one before it, so the rows are locked in the order every other
     # transaction takes them (lead, batch, day) and two settles or a settle and a claim cannot deadlock.
-    + " batch AS (UPDATE batches_batchreport SET actual_cost_usd = ROUND(actual_cost_usd + lead.paid, 6),"
+    + " batch AS (UPDATE batches_batchreport SET actual_cost_usd = ROUND(actual_cost_usd + lead.paid, 6),"  # noqa: S608
     " reserved_usd = ROUND(reserved_usd - %s, 6) FROM lead WHERE id = %s RETURNING lead.paid),"
     " day AS (INSERT INTO batches_dailyspend (day, spent_usd, reserved_usd) SELECT %s, paid, 0 FROM batch"
     " WHERE paid <> 0 OR %s <> 0 ON CONFLICT (day) DO UPDATE SET"
     " spent_usd = ROUND(batches_dailyspend.spent_usd + excluded.spent_usd, 6),"
     " reserved_usd = ROUND(batches_dailyspend.reserved_usd - %s, 6))"
-    " SELECT COUNT(*) FROM lead"
+    f" SELECT (SELECT COUNT(*) FROM lead), {ASYNC_COMMIT_PG}"
 )
 _LEAD_OUTCOME_PARAMS = _LEAD_OUTCOME.format(cost="%s", breakdown="%s")
 

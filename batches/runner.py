@@ -42,6 +42,7 @@ from django.utils import timezone
 from batches import events
 from batches.costs import ZERO, worst_case_cost
 from batches.ledger import (
+    ASYNC_COMMIT_PG,
     BUDGET_EXHAUSTED,
     RESERVE_LEASED_PG,
     LeadOutcome,
@@ -273,8 +274,10 @@ _LEASE_NEXT = (
 # On PostgreSQL the same statement reserves the leased leads' amounts in the ledger.
 _LEASE_AND_RESERVE_PG = (  # noqa: S608 (the module's constant statements)
     "WITH leased AS ({lease}), {reserve} SELECT id, lead_id, attempts, run_attempts, cost_usd,"
-    " (SELECT amount FROM total), (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM day) FROM leased"
+    " (SELECT amount FROM total), (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM day), {commit}"
+    " FROM leased"
 ).format(
+    commit=ASYNC_COMMIT_PG,
     lease=_LEASE_NEXT.format(
         amount="(%s::jsonb ->> id::text)::numeric",
         greatest="GREATEST",
@@ -347,7 +350,7 @@ def _claim_group(*, batch_id, owner, limit, now, ahead: PricedAhead, prices) -> 
         return WAIT if exists else DONE
     leased = sorted(row[:5] for row in rows)
     if postgres:
-        amount, batch_reserved, day_reserved = rows[0][5:]
+        amount, batch_reserved, day_reserved, _ = rows[0][5:]
         if amount and not (batch_reserved and day_reserved):
             raise _Refused
     unknown = [(row_id, lead_id) for row_id, lead_id, *_ in leased if row_id not in ahead.amounts]

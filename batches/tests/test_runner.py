@@ -442,3 +442,25 @@ def test_a_first_attempt_priced_with_nothing_cached_skips_the_cache_lookup_unles
     statuses = dict(ProviderCall.objects.filter(batch_lead_id=second.pk).values_list("provider", "status"))
     assert statuses["pagespeed"] == statuses["semrush"] == "cached"
     assert statuses["llm"] == "succeeded"
+
+
+@pytest.mark.postgres
+def test_claims_and_settles_commit_asynchronously_without_changing_the_sessions_setting():
+    """The call log's writes on the same connection must stay synchronous (paid calls are durable)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from batches.models import DailySpend
+    from batches.selectors import today
+    from reports.selectors import price_table
+
+    batch = launch(make_leads(1))
+    DailySpend.objects.get_or_create(day=today())
+    with CaptureQueriesContext(connection) as queries:
+        claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+        assert settle(claim, process(claim)) == S.SUCCEEDED
+    asynchronous = [q["sql"] for q in queries if "set_config('synchronous_commit', 'off', true)" in q["sql"]]
+    assert [sql.split(" ", 2)[1] for sql in asynchronous] == ["leased", "paid"]  # the claim, the settle
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
