@@ -286,6 +286,46 @@ _LEASE_AND_RESERVE_PG = (  # noqa: S608 (the module's constant statements)
     ),
     reserve=RESERVE_LEASED_PG.format(rows="leased"),
 )
+# The whole claim on PostgreSQL, sent with the batch lock and the commit in one round trip (a pipeline),
+# so that the batch row is locked only while the server runs them, never while this thread waits for its
+# turn on the interpreter. It leases only leads priced ahead (`amounts`, {row id: amount}), the next due
+# ones by position, as many as the batch has free slots (its concurrency less its unexpired leases,
+# counted once the lock is held), and only if their summed worst case fits the batch budget and the
+# day's (whose ledger row must exist): all of it or nothing. Rows are locked lead, then day (the batch
+# is locked already), as every settle locks them. It returns one row per leased lead, or one row of
+# NULLs, each with how many leads were due and whether the reservation was made.
+_CLAIM_PG = (
+    "WITH candidates AS (SELECT id, (%(amounts)s::jsonb ->> id::text)::numeric AS amount"  # noqa: S608
+    " FROM batches_batchreportlead WHERE batch_id = %(batch)s AND status = 'pending'"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
+    " AND (%(amounts)s::jsonb ->> id::text) IS NOT NULL"
+    " AND EXISTS (SELECT 1 FROM batches_batchreport WHERE id = %(batch)s AND status IN ('queued', 'running'))"
+    " ORDER BY position LIMIT GREATEST(0, LEAST(%(limit)s,"
+    " (SELECT concurrency FROM batches_batchreport WHERE id = %(batch)s)"
+    " - (SELECT COUNT(*) FROM batches_batchreportlead WHERE batch_id = %(batch)s AND status = 'processing'"
+    " AND lease_expires_at > %(now)s))) FOR UPDATE SKIP LOCKED),"
+    " total AS (SELECT COALESCE(SUM(amount), 0) AS amount FROM candidates),"
+    " room AS (SELECT 1 FROM batches_batchreport, total WHERE id = %(batch)s"
+    " AND (budget_usd IS NULL OR budget_usd >= actual_cost_usd + reserved_usd + total.amount)),"
+    " day AS (UPDATE batches_dailyspend SET reserved_usd = ROUND(reserved_usd + total.amount, 6) FROM total"
+    " WHERE day = %(day)s AND total.amount > 0 AND EXISTS (SELECT 1 FROM candidates)"
+    " AND EXISTS (SELECT 1 FROM room) AND %(daily_budget)s - spent_usd - reserved_usd - total.amount >= 0"
+    " RETURNING 1),"
+    " ok AS (SELECT 1 FROM total WHERE EXISTS (SELECT 1 FROM candidates) AND EXISTS (SELECT 1 FROM room)"
+    " AND (total.amount = 0 OR EXISTS (SELECT 1 FROM day))),"
+    " batch AS (UPDATE batches_batchreport SET reserved_usd = ROUND(reserved_usd + total.amount, 6),"
+    " status = 'running', started_at = COALESCE(started_at, %(now)s),"
+    " runner_heartbeat_at = CASE WHEN status = 'queued' THEN %(now)s ELSE runner_heartbeat_at END"
+    " FROM total WHERE id = %(batch)s AND EXISTS (SELECT 1 FROM ok) RETURNING 1),"
+    " leased AS (UPDATE batches_batchreportlead AS lead SET status = 'processing', lease_owner = %(owner)s,"
+    " lease_expires_at = %(until)s, attempts = lead.attempts + 1, run_attempts = lead.run_attempts + 1,"
+    " started_at = COALESCE(lead.started_at, %(now)s), reserved_usd = candidates.amount,"
+    " reserved_on = %(day)s, next_attempt_at = NULL, updated_at = %(now)s FROM candidates"
+    " WHERE lead.id = candidates.id AND EXISTS (SELECT 1 FROM batch)"
+    " RETURNING lead.id, lead.lead_id, lead.attempts, lead.run_attempts, lead.cost_usd)"
+    " SELECT (SELECT COUNT(*) FROM candidates), (SELECT COUNT(*) FROM ok),"
+    f" {ASYNC_COMMIT_PG}, leased.* FROM (SELECT 1) AS one LEFT JOIN leased ON true"
+)
 _LEASE_NEXT_SQLITE = _LEASE_NEXT.format(
     amount="""json_extract(%s, '$."' || id || '"')""", greatest="max", least="min", skip_locked=""
 )
@@ -309,15 +349,68 @@ def claim_leads(
     if not ahead.usable(now=now, limit=limit):
         ahead.read(batch_id=batch_id, prices=prices, now=now)
     try:
-        with transaction.atomic():
-            claimed = _claim_group(
-                batch_id=batch_id, owner=owner, limit=limit, now=now, ahead=ahead, prices=prices
-            )
+        claimed = None
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            claimed = _claim_pipelined(batch_id=batch_id, owner=owner, limit=limit, now=now, ahead=ahead)
+        if claimed is None:
+            # Nothing priced ahead was due (other runners took it, or the batch stopped or has nothing
+            # due): the general claim, which also leases and prices leads that were not priced ahead.
+            with transaction.atomic():
+                claimed = _claim_group(
+                    batch_id=batch_id, owner=owner, limit=limit, now=now, ahead=ahead, prices=prices
+                )
     except _Refused:
         claimed = _claim_one_by_one(batch_id=batch_id, owner=owner, prices=prices, limit=limit)
     if isinstance(claimed, list):
         ahead.taken([claim.row_id for claim in claimed])
     return claimed
+
+
+def _claim_pipelined(*, batch_id, owner, limit, now, ahead: PricedAhead) -> list[Claim] | None:
+    """The claim on PostgreSQL (_CLAIM_PG): the leads leased, or None when none of those priced ahead
+    was due; raises _Refused when the budgets cannot take them all."""
+    if not ahead.amounts:
+        return None
+    day = now.date()
+    params = {
+        "amounts": json.dumps({str(row_id): str(amount) for row_id, amount in ahead.amounts.items()}),
+        "batch": batch_id,
+        "now": now,
+        "limit": limit,
+        "day": day,
+        "daily_budget": settings.DAILY_BUDGET_USD,
+        "owner": owner,
+        "until": now + timedelta(seconds=lease_seconds()),
+    }
+    connection.ensure_connection()
+    raw = connection.connection
+    with raw.pipeline(), raw.cursor() as cursor, raw.cursor() as claim:
+        cursor.execute("BEGIN")
+        cursor.execute(_LOCK_BATCH + " FOR UPDATE", [batch_id])
+        claim.execute(_CLAIM_PG, params)
+        cursor.execute("COMMIT")
+        rows = claim.fetchall()
+    due, reserved = rows[0][:2]
+    if not due:
+        return None
+    if not reserved:
+        raise _Refused
+    return [
+        Claim(
+            row_id=row_id,
+            lead_id=lead_id,
+            attempt=attempts,
+            run_attempt=run_attempts,
+            owner=owner,
+            batch_id=batch_id,
+            lead=ahead.leads[row_id],
+            reserved_usd=ahead.amounts[row_id],
+            reserved_on=day,
+            cost_usd=money_read(cost_usd),
+            nothing_cached=attempts == 1 and row_id in ahead.nothing_cached,
+        )
+        for row_id, lead_id, attempts, run_attempts, cost_usd in sorted(row[3:] for row in rows if row[3])
+    ]
 
 
 def _lock_batch(*, batch_id: int) -> tuple | None:
