@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Sum
 
 from batches.costs import ZERO
@@ -196,6 +196,7 @@ def ledger_settle_lead(
     """
     from batches.selectors import today
 
+    connection = connections[DEFAULT_DB_ALIAS]  # not the proxy, which looks it up on every attribute
     day = day or today()
     adapt = connection.ops.adapt_datetimefield_value
     lead_params = [
@@ -211,7 +212,7 @@ def ledger_settle_lead(
     ]
     if connection.vendor == "postgresql":
         params = [row_id, outcome.status, *lead_params, paid_before, released, batch_id]
-        params += [_day(day), released, released]
+        params += [connection.ops.adapt_datefield_value(day), released, released]
         with connection.cursor() as cursor:
             cursor.execute(_LEAD_SETTLED_PG, params)
             return bool(cursor.fetchone()[0])

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections, transaction
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -350,7 +350,8 @@ def claim_leads(
         ahead.read(batch_id=batch_id, prices=prices, now=now)
     try:
         claimed = None
-        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        db = connections[DEFAULT_DB_ALIAS]
+        if db.vendor == "postgresql" and not db.in_atomic_block:
             claimed = _claim_pipelined(batch_id=batch_id, owner=owner, limit=limit, now=now, ahead=ahead)
         if claimed is None:
             # Nothing priced ahead was due (other runners took it, or the batch stopped or has nothing
@@ -382,8 +383,9 @@ def _claim_pipelined(*, batch_id, owner, limit, now, ahead: PricedAhead) -> list
         "owner": owner,
         "until": now + timedelta(seconds=lease_seconds()),
     }
-    connection.ensure_connection()
-    raw = connection.connection
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    raw = db.connection
     with raw.pipeline(), raw.cursor() as cursor, raw.cursor() as claim:
         cursor.execute("BEGIN")
         cursor.execute(_LOCK_BATCH + " FOR UPDATE", [batch_id])
