@@ -397,6 +397,12 @@ def _claim_pipelined(*, batch_id, owner, limit, now, ahead: PricedAhead) -> list
         return None
     if not reserved:
         raise _Refused
+    leased = sorted(row[3:] for row in rows if row[3])
+    return _claims(leased, owner=owner, batch_id=batch_id, day=day, ahead=ahead)
+
+
+def _claims(leased: list[tuple], *, owner: str, batch_id: int, day, ahead: PricedAhead) -> list[Claim]:
+    """The claims of leased rows (id, lead_id, attempts, run_attempts, cost_usd), all priced in `ahead`."""
     return [
         Claim(
             row_id=row_id,
@@ -411,7 +417,7 @@ def _claim_pipelined(*, batch_id, owner, limit, now, ahead: PricedAhead) -> list
             cost_usd=money_read(cost_usd),
             nothing_cached=attempts == 1 and row_id in ahead.nothing_cached,
         )
-        for row_id, lead_id, attempts, run_attempts, cost_usd in sorted(row[3:] for row in rows if row[3])
+        for row_id, lead_id, attempts, run_attempts, cost_usd in leased
     ]
 
 
@@ -455,22 +461,7 @@ def _claim_group(*, batch_id, owner, limit, now, ahead: PricedAhead, prices) -> 
         _reserve_unknown(unknown, ahead=ahead, prices=prices)
     # What the lease statement has not reserved (on PostgreSQL: the leads priced only now) is reserved here.
     unreserved = {row_id for row_id, _ in unknown} if postgres else {row_id for row_id, *_ in leased}
-    claims = [
-        Claim(
-            row_id=row_id,
-            lead_id=lead_id,
-            attempt=attempts,
-            run_attempt=run_attempts,
-            owner=owner,
-            batch_id=batch_id,
-            lead=ahead.leads[row_id],
-            reserved_usd=ahead.amounts[row_id],
-            reserved_on=day,
-            cost_usd=money_read(cost_usd),
-            nothing_cached=attempts == 1 and row_id in ahead.nothing_cached,
-        )
-        for row_id, lead_id, attempts, run_attempts, cost_usd in leased
-    ]
+    claims = _claims(leased, owner=owner, batch_id=batch_id, day=day, ahead=ahead)
     amount = sum((claim.reserved_usd for claim in claims if claim.row_id in unreserved), ZERO)
     if ledger_reserve(batch_id=batch_id, amount=amount, day=day):
         raise _Refused
