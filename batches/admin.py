@@ -50,7 +50,7 @@ class BatchReportAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     date_hierarchy = "created_at"
     list_per_page = 50
-    actions = ["cancel_batches", "retry_failed_batches"]
+    actions = ["pause_batches", "resume_batches", "cancel_batches", "retry_failed_batches"]
     change_form_template = "admin/batches/batchreport/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "status", "stop_reason", "live_link", "provider_mode", "created_by"]}),
@@ -98,6 +98,14 @@ class BatchReportAdmin(admin.ModelAdmin):
         if obj.pk is None or obj.status == BatchReport.Status.DRAFT:
             return "—"
         return format_html('<a href="{}">Live progress</a>', reverse("batches:detail", args=[obj.pk]))
+
+    @admin.action(permissions=["run_batch"], description="Pause selected batches")
+    def pause_batches(self, request, queryset):
+        _run_service_each(self, request, queryset, services.batch_pause, "Paused")
+
+    @admin.action(permissions=["run_batch"], description="Resume selected batches")
+    def resume_batches(self, request, queryset):
+        _run_service_each(self, request, queryset, services.batch_resume, "Resumed")
 
     @admin.action(permissions=["run_batch"], description="Cancel selected batches")
     def cancel_batches(self, request, queryset):

@@ -279,6 +279,21 @@ SCHEMAS = {
         request=None,
         responses={200: BatchSnapshotSerializer, **DETAIL_ERRORS, 409: CONFLICT},
     ),
+    "pause": extend_schema(
+        summary="Pause a batch",
+        description=(
+            "A queued or running batch pauses: no new lead starts; leads in flight finish; nothing stays "
+            "reserved for the leads not started. `stop_reason` becomes `paused_by_user`."
+        ),
+        request=None,
+        responses={200: BatchSnapshotSerializer, **DETAIL_ERRORS, 409: CONFLICT},
+    ),
+    "resume": extend_schema(
+        summary="Resume a paused batch",
+        description="The same leads go on within the same budget; `stop_reason` is cleared.",
+        request=None,
+        responses={200: BatchSnapshotSerializer, **DETAIL_ERRORS, 409: CONFLICT},
+    ),
     "retry_failed": extend_schema(
         summary="Retry the failed leads",
         description="A new run of the finished batch over its failed leads only (new attempts, same batch).",
@@ -324,7 +339,7 @@ SCHEMAS = {
 @extend_schema_view(list=SCHEMAS["list"], retrieve=SCHEMAS["retrieve"], create=SCHEMAS["create"])
 class BatchViewSet(GenericViewSet):
     queryset = BatchReport.objects.all()
-    run_actions = frozenset({"create", "preview", "cancel", "retry_failed"})
+    run_actions = frozenset({"create", "preview", "cancel", "pause", "resume", "retry_failed"})
     download_actions = frozenset({"export_csv", "reports_zip"})
 
     def get_permissions(self):
@@ -402,6 +417,14 @@ class BatchViewSet(GenericViewSet):
     def cancel(self, request, pk=None):
 
         return self._snapshot_response(services.batch_cancel(batch=self._get_batch(), user=request.user))
+
+    @SCHEMAS["pause"]
+    def pause(self, request, pk=None):
+        return self._snapshot_response(services.batch_pause(batch=self._get_batch(), user=request.user))
+
+    @SCHEMAS["resume"]
+    def resume(self, request, pk=None):
+        return self._snapshot_response(services.batch_resume(batch=self._get_batch(), user=request.user))
 
     @SCHEMAS["retry_failed"]
     def retry_failed(self, request, pk=None):

@@ -15,6 +15,8 @@ urlpatterns = [
     path("batches/<str:pk>/", BatchViewSet.as_view({"get": "retrieve"}), name="batch-detail"),
     path("batches/<str:pk>/leads/", BatchViewSet.as_view({"get": "leads"}), name="batch-leads"),
     path("batches/<str:pk>/cancel/", BatchViewSet.as_view({"post": "cancel"}), name="batch-cancel"),
+    path("batches/<str:pk>/pause/", BatchViewSet.as_view({"post": "pause"}), name="batch-pause"),
+    path("batches/<str:pk>/resume/", BatchViewSet.as_view({"post": "resume"}), name="batch-resume"),
     path(
         "batches/<str:pk>/retry-failed/",
         BatchViewSet.as_view({"post": "retry_failed"}),

@@ -15,6 +15,7 @@ class BatchReport(models.Model):
         DRAFT = "draft", "Draft"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
         CANCELLING = "cancelling", "Cancelling"
         COMPLETED = "completed", "Completed"
         COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
@@ -22,7 +23,10 @@ class BatchReport(models.Model):
         FAILED = "failed", "Failed"
 
     FINISHED = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.CANCELLED, Status.FAILED)
+    # Runners work on these (claim while queued or running; finish the leads in flight while cancelling).
+    # A paused batch is none of these: nothing starts, recovery leaves it alone, resume makes it run again.
     ACTIVE = (Status.QUEUED, Status.RUNNING, Status.CANCELLING)
+    CLAIMABLE = (Status.QUEUED, Status.RUNNING)
 
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.DRAFT)
@@ -43,7 +47,12 @@ class BatchReport(models.Model):
     reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
     run = models.PositiveIntegerField(default=1, help_text="Incremented by each retry-failed.")
     seq = models.PositiveBigIntegerField(default=0, help_text="Progress event sequence number.")
-    stop_reason = models.CharField(max_length=50, blank=True)
+    stop_reason = models.CharField(
+        max_length=50,
+        blank=True,
+        help_text="Why the batch stopped or paused: budget_exhausted, daily_budget_exhausted, "
+        "paused_by_user, provider_unavailable, cancelled_by_user.",
+    )
     idempotency_key = models.CharField(max_length=255, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True, help_text="When completion was announced.")

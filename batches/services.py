@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from batches import events
 from batches.costs import SKIP_RECENT_REPORT, CostPreview
+from batches.engine import batch_finish_if_done, runner_count, runners_enqueue
 from batches.models import BatchReport, BatchReportLead
-from batches.runner import batch_finish_if_done, runner_count, runners_enqueue
 from batches.selectors import batch_leads_queryset, cost_preview_for_leads
 from leadgen.errors import ConflictError, IdempotencyConflict, ServiceError
 from leads.models import Lead
@@ -31,9 +31,11 @@ __all__ = [
     "batch_create_draft",
     "batch_discard_draft",
     "batch_launch",
+    "batch_pause",
     "batch_preview",
     "batch_preview_selection",
     "batch_purge_stale_drafts",
+    "batch_resume",
     "batch_retry_failed",
     "batch_update_draft",
 ]
@@ -43,6 +45,8 @@ LeadStatus = BatchReportLead.Status
 MAX_CONCURRENCY = 50
 MAX_RETRIES = 10
 UNSET = object()
+PAUSED_BY_USER = "paused_by_user"
+CANCELLED_BY_USER = "cancelled_by_user"
 
 
 def _clean_budget(value) -> Decimal | None:
@@ -349,11 +353,50 @@ def batch_cancel(*, batch: BatchReport, user) -> BatchReport:
         BatchReportLead.objects.filter(batch=batch, status=LeadStatus.PENDING).update(
             status=LeadStatus.CANCELLED, next_attempt_at=None, finished_at=now, updated_at=now
         )
+        # A batch paused for a reason keeps it; otherwise the user stopped it.
         BatchReport.objects.filter(pk=batch.pk).update(
-            status=Batch.CANCELLING, stop_reason=batch.stop_reason or "cancelled", updated_at=now
+            status=Batch.CANCELLING, stop_reason=batch.stop_reason or CANCELLED_BY_USER, updated_at=now
         )
         events.batch_event_emit(batch_id=batch.pk)
     batch_finish_if_done(batch_id=batch.pk)
+    batch.refresh_from_db()
+    return batch
+
+
+@transaction.atomic
+def batch_pause(*, batch: BatchReport, user, reason: str = PAUSED_BY_USER) -> BatchReport:
+    """queued or running -> paused: no lead starts after this commits; leads in flight finish.
+
+    Nothing is held for the leads not started (a lead's reservation is made when it is claimed), and
+    recovery leaves a paused batch alone until `batch_resume`.
+    """
+    batch = BatchReport.objects.select_for_update().get(pk=batch.pk)
+    if batch.status not in BatchReport.CLAIMABLE:
+        raise ConflictError(
+            f"Batch {batch.pk} is {batch.get_status_display().lower()}; only a running batch pauses."
+        )
+    BatchReport.objects.filter(pk=batch.pk).update(
+        status=Batch.PAUSED, stop_reason=reason, updated_at=timezone.now()
+    )
+    events.batch_event_emit(batch_id=batch.pk)
+    batch.refresh_from_db()
+    return batch
+
+
+@transaction.atomic
+def batch_resume(*, batch: BatchReport, user) -> BatchReport:
+    """paused -> running (queued if it never started): the same leads go on, within the same budget."""
+    batch = BatchReport.objects.select_for_update().get(pk=batch.pk)
+    if batch.status != Batch.PAUSED:
+        raise ConflictError(f"Batch {batch.pk} is {batch.get_status_display().lower()}, not paused.")
+    BatchReport.objects.filter(pk=batch.pk).update(
+        status=Batch.RUNNING if batch.started_at else Batch.QUEUED, stop_reason="", updated_at=timezone.now()
+    )
+    if BatchReportLead.objects.filter(batch=batch, status=LeadStatus.PENDING).exists():
+        runners_enqueue(batch_id=batch.pk, count=runner_count(batch.concurrency))
+    else:
+        batch_finish_if_done(batch_id=batch.pk)
+    events.batch_event_emit(batch_id=batch.pk)
     batch.refresh_from_db()
     return batch
 

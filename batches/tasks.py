@@ -1,16 +1,16 @@
 """django-q2 entry points: thin wrappers around the runner and the webhooks."""
 
-from batches import runner, services, webhooks
+from batches import engine, services, webhooks
 
 
 def batch_run_task(batch_id: int) -> int:
     """One bounded slice of work on a batch (re-enqueues itself while work remains)."""
-    return runner.run_slice(batch_id=batch_id)
+    return engine.run_slice(batch_id=batch_id)
 
 
 def batch_recover_task() -> dict:
     """The scheduled recovery (see migration 0002_recovery_schedule)."""
-    return runner.recover()
+    return engine.recover()
 
 
 def batch_purge_stale_drafts_task() -> int:

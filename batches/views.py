@@ -76,7 +76,9 @@ def batch_detail(request, pk: int):
         "failures": _failure_groups(batch),
         "links": _links(batch.pk),
         "can_run": request.user.has_perm("batches.run_batch"),
-        "can_cancel": snapshot["status"] in (BatchReport.Status.QUEUED, BatchReport.Status.RUNNING),
+        "can_cancel": snapshot["status"] in (*BatchReport.CLAIMABLE, BatchReport.Status.PAUSED),
+        "can_pause": snapshot["status"] in BatchReport.CLAIMABLE,
+        "can_resume": snapshot["status"] == BatchReport.Status.PAUSED,
         "can_retry": snapshot["status"] in BatchReport.FINISHED and snapshot["failed"] > 0,
         "is_sandbox": snapshot["provider_mode"] == "sandbox",
     }
@@ -115,6 +117,20 @@ def _act(request, pk: int, action, done_message: str):
 @require_POST
 def batch_cancel(request, pk: int):
     return _act(request, pk, services.batch_cancel, "Cancelling: no new leads start; leads in flight finish.")
+
+
+@staff_member_required
+@run_permission
+@require_POST
+def batch_pause(request, pk: int):
+    return _act(request, pk, services.batch_pause, "Paused: no new leads start; leads in flight finish.")
+
+
+@staff_member_required
+@run_permission
+@require_POST
+def batch_resume(request, pk: int):
+    return _act(request, pk, services.batch_resume, "Resumed: the remaining leads go on.")
 
 
 @staff_member_required

@@ -9,8 +9,8 @@ import httpx
 from django.contrib.auth import get_user_model
 from django.db import connections
 
+from batches.engine import run_slice
 from batches.models import BatchReport
-from batches.runner import run_slice
 from leads.models import Lead, domain_from_website
 
 

@@ -12,8 +12,8 @@ from django.db import connections, transaction
 from django.test import Client
 
 from batches import consumers, events, services
+from batches.engine import run_slice
 from batches.models import BatchReport
-from batches.runner import run_slice
 from batches.selectors import batch_snapshot
 from batches.tests.ui_fixtures import bulk_leads, make_batch, make_user
 from leadgen.asgi import application

@@ -8,8 +8,8 @@ from django.core import mail
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from batches.engine import claim_next, new_owner, process, settle
 from batches.models import BatchReport, BatchReportLead
-from batches.runner import claim_next, new_owner, process, settle
 from batches.services import batch_cancel, batch_create_draft, batch_launch, batch_retry_failed
 from batches.tests.engine import ScriptedTransport, make_leads, make_user, run_to_end
 from reports.models import ProviderCall
@@ -120,25 +120,18 @@ def test_cancel_mid_batch_starts_nothing_new_lets_in_flight_finish_and_cancels_t
 
 def test_a_lead_settled_back_to_pending_as_the_cancel_commits_is_cancelled_and_the_batch_ends():
     # The race: a settle reads the batch while it still runs and decides on a retry; the cancel commits
-    # meanwhile (its UPDATE of pending leads cannot see the settling row); the settle then commits a
-    # pending lead into a cancelling batch, which no runner will ever claim.
-    from types import SimpleNamespace
-    from unittest import mock
-
-    from batches.runner import Result, batch_finish_if_done, recover
+    # meanwhile (its UPDATE of pending leads cannot see the row being settled); the settle then commits
+    # a pending lead into a cancelling batch, which no runner will ever claim. Played here in order:
+    # the settle first, then the cancel's status change without its UPDATE of the pending leads.
+    from batches.engine import Result, batch_finish_if_done, recover
     from reports.selectors import price_table
 
-    user = make_user()
     for finisher in ("runner", "recovery"):
-        batch = launch(make_leads(3), user=user)
+        batch = launch(make_leads(3))
         claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
-        batch_cancel(batch=batch, user=user)
-        stale = SimpleNamespace(status=BatchReport.Status.RUNNING, max_retries=3)
-        with mock.patch("batches.runner.BatchReport") as model:
-            model.objects.only.return_value.get.return_value = stale
-            assert settle(claim, Result(error_code="timeout", transient=True)) == S.PENDING
-        batch.refresh_from_db()
-        assert batch.status == BatchReport.Status.CANCELLING
+        assert settle(claim, Result(error_code="timeout", transient=True)) == S.PENDING
+        BatchReportLead.objects.filter(batch=batch).exclude(pk=claim.row_id).update(status=S.CANCELLED)
+        BatchReport.objects.filter(pk=batch.pk).update(status=BatchReport.Status.CANCELLING)
         if finisher == "runner":
             assert batch_finish_if_done(batch_id=batch.pk)
         else:
@@ -147,6 +140,26 @@ def test_a_lead_settled_back_to_pending_as_the_cancel_commits_is_cancelled_and_t
         assert (batch.status, batch.reserved_usd) == (BatchReport.Status.CANCELLED, 0)
         statuses = set(BatchReportLead.objects.filter(batch=batch).values_list("status", flat=True))
         assert statuses == {S.CANCELLED}
+
+
+def test_a_transient_failure_while_the_batch_cancels_cancels_the_lead():
+    from batches.engine import Result, batch_finish_if_done
+    from reports.selectors import price_table
+
+    user = make_user()
+    batch = launch(make_leads(2), user=user)
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+    batch_cancel(batch=batch, user=user)
+    assert settle(
+        claim, Result(error_code="timeout", error_message="pagespeed: timed out", transient=True)
+    ) == (S.CANCELLED)
+    assert batch_finish_if_done(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.stop_reason, batch.reserved_usd) == (
+        BatchReport.Status.CANCELLED,
+        "cancelled_by_user",
+        0,
+    )
 
 
 def test_retry_failed_reruns_only_the_failed_leads():
@@ -214,7 +227,6 @@ def _max_in_flight_sampler(batch_id, stop, seen):
         connections.close_all()
 
 
-@pytest.mark.postgres
 @pytest.mark.slow
 def test_two_runners_process_every_lead_exactly_once_within_concurrency(settings):
     settings.SANDBOX_LATENCY_MS = 8
@@ -249,9 +261,13 @@ def test_two_runners_process_every_lead_exactly_once_within_concurrency(settings
     assert batch.reserved_usd == 0
 
 
-@pytest.mark.postgres
+def _worst_case(lead, prices):
+    from batches.engine import worst_cases
+
+    return worst_cases([lead], prices)[0][0]
+
+
 def test_budget_race_twenty_claims_against_a_budget_for_seven():
-    from batches.runner import _worst_case
     from reports.selectors import price_table
 
     leads = make_leads(20)
@@ -279,17 +295,19 @@ def test_budget_race_twenty_claims_against_a_budget_for_seven():
         thread.join()
     won = [c for c in claims if not isinstance(c, str)]
     assert len(won) == 7
+    # The others wait: the seven leads in flight may give room back when they settle.
+    assert sorted(c for c in claims if isinstance(c, str)) == ["wait"] * 13
     batch.refresh_from_db()
     assert batch.reserved_usd == worst * 7
     assert batch.actual_cost_usd + batch.reserved_usd <= batch.budget_usd
-    skipped = BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED, error_code="budget_exhausted")
-    assert skipped.count() == 13
     for won_claim in won:
         settle(won_claim, process(won_claim))
     batch = run_to_end(batch.pk)
     assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
     assert batch.stop_reason == "budget_exhausted"
     assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() == 7
+    skipped = BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED, error_code="budget_exhausted")
+    assert skipped.count() == 13
     assert batch.reserved_usd == 0
     assert Decimal(0) < batch.actual_cost_usd <= batch.budget_usd
     assert (
@@ -302,7 +320,6 @@ def test_budget_race_twenty_claims_against_a_budget_for_seven():
 
 def test_daily_budget_exhausted_during_a_run_skips_the_rest(settings):
     from batches.models import DailySpend
-    from batches.runner import _worst_case
     from reports.selectors import price_table
 
     leads = make_leads(10)
@@ -314,7 +331,7 @@ def test_daily_budget_exhausted_during_a_run_skips_the_rest(settings):
     counts = dict(BatchReportLead.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")))
     assert counts == {S.SUCCEEDED: 2, S.SKIPPED: 8}
     assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
-    assert batch.stop_reason == "budget_exhausted"
+    assert batch.stop_reason == "daily_budget_exhausted"
     skipped = BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED).first()
     assert (skipped.error_code, skipped.last_error) == ("budget_exhausted", "The daily budget is exhausted.")
     day = DailySpend.objects.get()
@@ -361,7 +378,7 @@ def test_leads_priced_ahead_serve_several_claims_and_are_priced_again_once_a_cac
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from batches.runner import PricedAhead, _worst_case, claim_leads
+    from batches.engine import PricedAhead, claim_leads
     from reports.selectors import price_table
 
     first, cached, third = make_leads(3)
@@ -374,10 +391,14 @@ def test_leads_priced_ahead_serve_several_claims_and_are_priced_again_once_a_cac
     with CaptureQueriesContext(connection) as queries:
         [claim] = claim_leads(batch_id=batch.pk, owner=owner, prices=prices, limit=1, ahead=ahead)
     assert (claim.lead_id, claim.reserved_usd) == (cached.pk, 0)
-    reads = [query["sql"] for query in queries if query["sql"].startswith("SELECT")]
-    assert not [sql for sql in reads if "reports_providerresult" in sql or "position" in sql]
+    # The claim of a lead priced ahead is one statement, one round trip.
+    assert [query["sql"].split("(")[0] for query in queries] == [
+        "SELECT outcome, row_id, lead_id, attempts, run_attempts, reserved_usd FROM batch_claim_v1"
+    ]
     # The next claim may not count on the cached entry once it has expired.
-    BatchReportLead.objects.filter(pk=claim.row_id).update(status=S.PENDING)
+    BatchReportLead.objects.filter(pk=claim.row_id).update(
+        status=S.PENDING, lease_owner="", lease_expires_at=None, reserved_usd=0
+    )
     time.sleep(1.1)
     [claim] = claim_leads(batch_id=batch.pk, owner=owner, prices=prices, limit=1, ahead=ahead)
     assert (claim.lead_id, claim.reserved_usd) == (cached.pk, _worst_case(cached, prices))
@@ -387,10 +408,9 @@ def ahead_row(batch, lead) -> int:
     return BatchReportLead.objects.get(batch=batch, lead=lead).pk
 
 
-def test_a_group_claim_the_budget_cannot_take_whole_is_claimed_lead_by_lead_up_to_the_budget():
+def test_a_claim_reserves_lead_by_lead_up_to_the_budget_then_waits_for_its_leads_in_flight():
+    from batches.engine import PricedAhead, claim_leads
     from batches.models import DailySpend
-    from batches.runner import PricedAhead, _worst_case, claim_leads
-    from batches.selectors import today
     from reports.selectors import price_table
 
     leads = make_leads(4)
@@ -398,7 +418,6 @@ def test_a_group_claim_the_budget_cannot_take_whole_is_claimed_lead_by_lead_up_t
     worst = _worst_case(leads[0], prices)
     batch = launch(leads, concurrency=4)
     BatchReport.objects.filter(pk=batch.pk).update(budget_usd=worst * Decimal("2.5"))
-    DailySpend.objects.get_or_create(day=today())  # the whole group is tried first, in one statement
     claims = claim_leads(
         batch_id=batch.pk, owner=new_owner(), prices=prices, limit=4, ahead=PricedAhead(rows=8)
     )
@@ -408,25 +427,35 @@ def test_a_group_claim_the_budget_cannot_take_whole_is_claimed_lead_by_lead_up_t
     again = claim_leads(
         batch_id=batch.pk, owner=new_owner(), prices=prices, limit=2, ahead=PricedAhead(rows=4)
     )
+    assert again == "wait"
+    assert not BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED).exists()
+    for claim in claims:
+        assert settle(claim, process(claim)) == S.SUCCEEDED
+    # What the two paid leaves less than a worst case: the rest is skipped, and nothing is reserved.
+    again = claim_leads(
+        batch_id=batch.pk, owner=new_owner(), prices=prices, limit=2, ahead=PricedAhead(rows=4)
+    )
     assert again == "done"
-    assert BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED).count() == 2
-    assert BatchReport.objects.get(pk=batch.pk).reserved_usd == worst * 2
+    assert (
+        BatchReportLead.objects.filter(batch=batch, status=S.SKIPPED, error_code="budget_exhausted").count()
+        == 2
+    )
+    batch.refresh_from_db()
+    assert (batch.reserved_usd, batch.stop_reason) == (0, "budget_exhausted")
+    assert batch.actual_cost_usd + worst > batch.budget_usd
 
 
 def test_a_first_attempt_priced_with_nothing_cached_skips_the_cache_lookup_unless_its_domain_is_shared():
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from batches.models import DailySpend
-    from batches.runner import PricedAhead, claim_leads
-    from batches.selectors import today
+    from batches.engine import PricedAhead, claim_leads
     from leads.models import Lead
     from reports.selectors import price_table
 
     alone, *chain = make_leads(3)
     Lead.objects.filter(pk__in=[lead.pk for lead in chain]).update(domain="chain.example.com")
     batch = launch([alone, *chain], concurrency=1)
-    DailySpend.objects.get_or_create(day=today())  # so that every claim is a group claim
     prices, owner, ahead = price_table(), new_owner(), PricedAhead(rows=3)
     looked_up = []
     for _ in range(3):
@@ -444,25 +473,53 @@ def test_a_first_attempt_priced_with_nothing_cached_skips_the_cache_lookup_unles
     assert statuses["llm"] == "succeeded"
 
 
-@pytest.mark.postgres
-def test_claims_and_settles_commit_asynchronously_without_changing_the_sessions_setting():
-    """The call log's writes on the same connection must stay synchronous (paid calls are durable)."""
+def test_a_settle_is_one_statement_when_no_progress_event_is_due():
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from batches.models import DailySpend
-    from batches.selectors import today
+    from batches import events
     from reports.selectors import price_table
 
-    batch = launch(make_leads(1))
-    DailySpend.objects.get_or_create(day=today())
+    batch = launch(make_leads(2))
+    prices = price_table()
+    first = claim_next(batch_id=batch.pk, owner=new_owner(), prices=prices)
+    assert settle(first, process(first)) == S.SUCCEEDED  # wins the batch's progress event for a second
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=prices)
+    result = process(claim)
     with CaptureQueriesContext(connection) as queries:
+        assert settle(claim, result) == S.SUCCEEDED
+    assert [query["sql"].split("(")[0] for query in queries] == ["SELECT batch_settle_v1"]
+    events.throttle_reset()
+    batch.refresh_from_db()
+    assert batch.reserved_usd == 0
+    assert (
+        batch.actual_cost_usd
+        == ProviderCall.objects.filter(batch_lead_id__in=[first.row_id, claim.row_id]).aggregate(
+            total=Sum("cost_usd")
+        )["total"]
+    )
+
+
+def test_claims_and_settles_commit_asynchronously_without_changing_the_sessions_setting():
+    """Only the claim's and the settle's own transactions: the call log's writes stay synchronous."""
+    from django.db import connection, transaction
+
+    from reports.selectors import price_table
+
+    def synchronous_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    batch = launch(make_leads(1))
+    with transaction.atomic():
         claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
-        assert settle(claim, process(claim)) == S.SUCCEEDED
-    asynchronous = [q["sql"] for q in queries if "set_config('synchronous_commit', 'off', true)" in q["sql"]]
-    # The settle (the claim goes to the server as a pipeline, beside Django's cursor).
-    assert [sql.split(" ", 2)[1] for sql in asynchronous] == ["paid"]
+        assert synchronous_commit() == "off"
+    assert synchronous_commit() == "on"
+    result = process(claim)
+    assert synchronous_commit() == "on"
+    with transaction.atomic():
+        assert settle(claim, result) == S.SUCCEEDED
+        assert synchronous_commit() == "off"
+    assert synchronous_commit() == "on"
     assert claim.reserved_usd > 0 and BatchReport.objects.get(pk=batch.pk).reserved_usd == 0
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"

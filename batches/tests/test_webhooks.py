@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core import mail
 
+from batches.engine import batch_finish_if_done
 from batches.models import BatchReport, WebhookDelivery, WebhookEndpoint
-from batches.runner import batch_finish_if_done
 from batches.services import batch_create_draft, batch_launch
 from batches.tests.engine import make_leads, make_user
 from batches.webhooks import webhook_signature, webhook_verify

@@ -24,8 +24,8 @@ def drill(
     pause: float = 10.0,
     recover_in_process: bool = False,
 ) -> list[str]:
+    from batches.engine import recover
     from batches.models import BatchReportLead
-    from batches.runner import recover
 
     ids = make_leads(leads, prefix=f"killall{int(time.time())}")
     with Processes("drill-kill-all") as procs:

@@ -21,8 +21,8 @@ from _setup import Processes, launch, lead_counts, make_leads, wait_finished, wa
 def drill(
     env: dict, *, leads: int = 300, concurrency: int = 10, recover_in_process: bool = False
 ) -> list[str]:
+    from batches.engine import recover
     from batches.models import BatchReportLead
-    from batches.runner import recover
 
     ids = make_leads(leads, prefix=f"killone{int(time.time())}")
     with Processes("drill-kill-one") as procs:

@@ -22,6 +22,7 @@
     draft: "Draft",
     queued: "Queued",
     running: "Running",
+    paused: "Paused",
     cancelling: "Cancelling",
     completed: "Completed",
     completed_with_errors: "Completed with errors",
@@ -117,10 +118,17 @@
     setText("eta", formatSeconds(snapshot.eta_seconds));
     setText("stop-reason", snapshot.stop_reason || "\u2014");
 
-    var cancelForm = $("cancel-form");
-    if (cancelForm) {
-      cancelForm.hidden = ["queued", "running"].indexOf(snapshot.status) === -1;
-    }
+    var forms = {
+      "pause-form": ["queued", "running"],
+      "resume-form": ["paused"],
+      "cancel-form": ["queued", "running", "paused"],
+    };
+    Object.keys(forms).forEach(function (id) {
+      var form = $(id);
+      if (form) {
+        form.hidden = forms[id].indexOf(snapshot.status) === -1;
+      }
+    });
     var retryForm = $("retry-form");
     if (retryForm) {
       retryForm.hidden = !(isFinished(snapshot) && snapshot.failed > 0);

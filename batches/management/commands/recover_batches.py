@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from batches.runner import recover
+from batches.engine import recover
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from batches.runner import run_slice
+from batches.engine import run_slice
 from batches.selectors import batch_snapshot
 from batches.services import batch_create_draft, batch_launch
 from leadgen.errors import ServiceError
