@@ -53,6 +53,9 @@ class BatchReport(models.Model):
         help_text="Why the batch stopped or paused: budget_exhausted, daily_budget_exhausted, "
         "paused_by_user, provider_unavailable, cancelled_by_user.",
     )
+    stop_detail = models.CharField(
+        max_length=500, blank=True, help_text="One readable line: what stopped it."
+    )
     idempotency_key = models.CharField(max_length=255, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True, help_text="When completion was announced.")

@@ -195,6 +195,7 @@ def batch_snapshot(*, batch_id: int) -> dict:
         "eta_seconds": eta,
         "throughput_per_minute": throughput,
         "stop_reason": batch.stop_reason,
+        "stop_detail": batch.stop_detail,
         "recent": recent,
         "seq": batch.seq,
     }

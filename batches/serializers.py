@@ -196,6 +196,9 @@ class BatchSnapshotSerializer(serializers.Serializer):
     eta_seconds = serializers.IntegerField(allow_null=True)
     throughput_per_minute = serializers.FloatField(allow_null=True)
     stop_reason = serializers.CharField(allow_blank=True)
+    stop_detail = serializers.CharField(
+        allow_blank=True, help_text='One readable line, e.g. "hunter: plan usage limit reached (HTTP 429)".'
+    )
     recent = RecentLeadSerializer(many=True)
     seq = serializers.IntegerField()
 

@@ -375,8 +375,12 @@ def batch_pause(*, batch: BatchReport, user, reason: str = PAUSED_BY_USER) -> Ba
         raise ConflictError(
             f"Batch {batch.pk} is {batch.get_status_display().lower()}; only a running batch pauses."
         )
+    who = getattr(user, "get_username", lambda: "")() if user is not None else ""
     BatchReport.objects.filter(pk=batch.pk).update(
-        status=Batch.PAUSED, stop_reason=reason, updated_at=timezone.now()
+        status=Batch.PAUSED,
+        stop_reason=reason,
+        stop_detail=f"Paused by {who}." if who else "Paused.",
+        updated_at=timezone.now(),
     )
     events.batch_event_emit(batch_id=batch.pk)
     batch.refresh_from_db()
@@ -390,7 +394,10 @@ def batch_resume(*, batch: BatchReport, user) -> BatchReport:
     if batch.status != Batch.PAUSED:
         raise ConflictError(f"Batch {batch.pk} is {batch.get_status_display().lower()}, not paused.")
     BatchReport.objects.filter(pk=batch.pk).update(
-        status=Batch.RUNNING if batch.started_at else Batch.QUEUED, stop_reason="", updated_at=timezone.now()
+        status=Batch.RUNNING if batch.started_at else Batch.QUEUED,
+        stop_reason="",
+        stop_detail="",
+        updated_at=timezone.now(),
     )
     if BatchReportLead.objects.filter(batch=batch, status=LeadStatus.PENDING).exists():
         runners_enqueue(batch_id=batch.pk, count=runner_count(batch.concurrency))
@@ -428,6 +435,7 @@ def batch_retry_failed(*, batch: BatchReport, user) -> BatchReport:
         finished_at=None,
         notified_at=None,
         stop_reason="",
+        stop_detail="",
         updated_at=now,
     )
     runners_enqueue(batch_id=batch.pk, count=runner_count(batch.concurrency))

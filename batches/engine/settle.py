@@ -9,7 +9,10 @@ What it keeps true (the SQL is `batch_settle_v1` in batches/sql/engine_v1.sql, c
 - what a lead paid is what the call log says, over all its attempts; the batch and the day book the
   difference from what the row had booked before and release exactly the row's reservation;
 - transient failures go back to `pending` with exponential backoff and jitter while the run has
-  attempts left (a cancelling batch cancels them instead); other failures end the lead `failed`.
+  attempts left (a cancelling batch cancels them instead); other failures end the lead `failed`;
+- a failure that is ours and the same for every lead (`unavailable`: a provider's plan, quota or key)
+  costs the lead no attempt: it goes back to `pending` and the batch pauses (`provider_unavailable`,
+  with the provider's reason in `stop_detail`) until resumed.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class Result:
     error_code: str = ""
     error_message: str = ""
     transient: bool = False
+    # The failure is ours and the same for every lead (a provider's plan, quota or key): the batch pauses.
+    unavailable: bool = False
     retry_after: float | None = None
     duration_ms: int = 0
 
@@ -56,6 +61,8 @@ class Result:
     def kind(self) -> str:
         if self.succeeded:
             return "succeeded"
+        if self.unavailable:
+            return "unavailable"
         return "transient" if self.transient else "failed"
 
 
@@ -93,6 +100,7 @@ def process(claim: Claim) -> Result:
         error_code=error.code or "provider_error",
         error_message=f"{error.provider}: {error.message}"[:2000],
         transient=bool(error.transient),
+        unavailable=bool(getattr(error, "unavailable", False)),
         retry_after=error.retry_after,
         duration_ms=duration_ms,
     )

@@ -38,6 +38,11 @@ class Migration(migrations.Migration):
                 max_length=24,
             ),
         ),
+        migrations.AddField(
+            model_name="batchreport",
+            name="stop_detail",
+            field=models.CharField(blank=True, help_text="One readable line: what stopped it.", max_length=500),
+        ),
         migrations.AlterField(
             model_name="batchreport",
             name="stop_reason",

@@ -184,9 +184,12 @@ $$;
 -- Write the result of one attempt of a leased lead, if p_owner still holds its lease, and settle its
 -- money: the row's cost becomes what the call log says it paid over all its attempts (in total and per
 -- provider); the batch and the day book the difference and release the row's reservation.
--- p_result is 'succeeded', 'failed' (not to be retried) or 'transient'; a transient failure goes back
--- to 'pending' at p_retry_at while the run has attempts left and the batch is not cancelling (then it is
--- 'cancelled'), else it is 'failed'. Returns the lead's new status, or NULL when the lease was lost.
+-- p_result is 'succeeded', 'failed' (not to be retried), 'transient' or 'unavailable'. A transient
+-- failure goes back to 'pending' at p_retry_at while the run has attempts left and the batch is not
+-- cancelling (then it is 'cancelled'), else it is 'failed'. An 'unavailable' failure is ours and the same
+-- for every lead (a provider's plan, quota or key): the lead goes back to 'pending' without spending the
+-- attempt, and a queued or running batch pauses with stop_reason 'provider_unavailable' and p_error as
+-- its stop_detail. Returns the lead's new status, or NULL when the lease was lost.
 CREATE FUNCTION batch_settle_v1(
     p_row bigint,
     p_owner text,
@@ -227,6 +230,8 @@ BEGIN
 
     IF p_result = 'succeeded' THEN
         v_status := 'succeeded';
+    ELSIF p_result = 'unavailable' THEN
+        v_status := 'pending';
     ELSIF p_result = 'transient' THEN
         SELECT b.status, b.max_retries INTO v_batch FROM batches_batchreport b WHERE b.id = v_lead.batch_id;
         v_status := CASE
@@ -250,9 +255,17 @@ BEGIN
            last_error = CASE WHEN v_status = 'succeeded' THEN '' ELSE p_error END,
            error_code = CASE WHEN v_status = 'succeeded' THEN '' ELSE p_code END,
            finished_at = CASE WHEN v_status = 'pending' THEN NULL ELSE p_now END,
-           next_attempt_at = CASE WHEN v_status = 'pending' THEN p_retry_at END,
+           next_attempt_at = CASE WHEN v_status = 'pending' AND p_result = 'transient' THEN p_retry_at END,
+           attempts = attempts - CASE WHEN p_result = 'unavailable' THEN 1 ELSE 0 END,
+           run_attempts = run_attempts - CASE WHEN p_result = 'unavailable' THEN 1 ELSE 0 END,
            updated_at = p_now
      WHERE id = p_row;
+
+    IF p_result = 'unavailable' THEN
+        UPDATE batches_batchreport
+           SET status = 'paused', stop_reason = 'provider_unavailable', stop_detail = left(p_error, 500)
+         WHERE id = v_lead.batch_id AND status IN ('queued', 'running');
+    END IF;
 
     IF v_paid <> v_lead.cost_usd OR v_lead.reserved_usd <> 0 THEN
         UPDATE batches_batchreport

@@ -209,3 +209,34 @@ def test_pause_and_resume_from_the_admin(admin_client):
     assert BatchReport.objects.get(pk=batch.pk).status == B.PAUSED
     admin_client.post(changelist, {"action": "resume_batches", "_selected_action": [batch.pk]})
     assert BatchReport.objects.get(pk=batch.pk).status == B.QUEUED
+
+
+def test_a_provider_unavailable_to_every_lead_pauses_the_batch_and_costs_no_attempt():
+    from batches.engine import Result
+
+    user = make_user()
+    batch = launch(3, user=user, concurrency=2)
+    prices = price_table()
+    first = claim_next(batch_id=batch.pk, owner=new_owner(), prices=prices)
+    second = claim_next(batch_id=batch.pk, owner=new_owner(), prices=prices)
+    quota = Result(error_code="plan_used_up", error_message="hunter: plan usage limit reached (HTTP 429)")
+    quota.unavailable = True
+    assert settle(first, quota) == S.PENDING
+    batch.refresh_from_db()
+    assert (batch.status, batch.stop_reason, batch.stop_detail) == (
+        B.PAUSED,
+        "provider_unavailable",
+        "hunter: plan usage limit reached (HTTP 429)",
+    )
+    row = BatchReportLead.objects.get(pk=first.row_id)
+    assert (row.status, row.attempts, row.run_attempts, row.next_attempt_at) == (S.PENDING, 0, 0, None)
+    # The other lead in flight finishes; nothing new starts while paused.
+    assert settle(second, process(second)) == S.SUCCEEDED
+    assert claim_next(batch_id=batch.pk, owner=new_owner(), prices=prices) == "stop"
+    assert BatchReport.objects.get(pk=batch.pk).reserved_usd == 0
+
+    batch = batch_resume(batch=batch, user=user)
+    assert (batch.status, batch.stop_reason, batch.stop_detail) == (B.RUNNING, "", "")
+    batch = run_to_end(batch.pk)
+    assert batch.status == B.COMPLETED
+    assert BatchReportLead.objects.get(pk=first.row_id).attempts == 1

@@ -31,6 +31,7 @@ FIELDS = set(
         "eta_seconds",
         "throughput_per_minute",
         "stop_reason",
+        "stop_detail",
         "recent",
         "seq",
     ]

@@ -33,7 +33,11 @@ def hostname_is_valid(host: str) -> bool:
 
 
 class ProviderError(Exception):
-    """A provider call that did not give data. `transient` errors may succeed when retried."""
+    """A provider call that did not give data. `transient` errors may succeed when retried.
+
+    `unavailable` errors are ours and the same for every lead (plan or quota used up, key missing or
+    rejected): no lead should spend an attempt on them, and the batch pauses until someone fixes it.
+    """
 
     def __init__(
         self,
@@ -44,6 +48,7 @@ class ProviderError(Exception):
         transient: bool,
         retry_after: float | None = None,
         http_status: int | None = None,
+        unavailable: bool = False,
     ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
@@ -52,6 +57,7 @@ class ProviderError(Exception):
         self.transient = transient
         self.retry_after = retry_after
         self.http_status = http_status
+        self.unavailable = unavailable
 
     def __repr__(self) -> str:
         return f"ProviderError({self.provider!r}, {self.code!r}, transient={self.transient})"

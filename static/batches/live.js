@@ -117,6 +117,7 @@
     );
     setText("eta", formatSeconds(snapshot.eta_seconds));
     setText("stop-reason", snapshot.stop_reason || "\u2014");
+    setText("stop-detail", snapshot.stop_detail || "\u2014");
 
     var forms = {
       "pause-form": ["queued", "running"],
