@@ -11,6 +11,7 @@ FUNCTIONS = [
     "batch_settle_v1(bigint, text, text, bigint, integer, text, text, timestamptz, timestamptz, date)",
     "batch_lease_renew_v1(bigint, text, timestamptz, timestamptz)",
     "batch_lease_recover_v1(timestamptz, date)",
+    "batch_lead_settle_money_v1(bigint, bigint, numeric, numeric, date)",
 ]
 
 

@@ -1,4 +1,5 @@
--- The batch engine's hot statements, version 1: claim, settle, lease renewal, lease recovery.
+-- The batch engine's hot statements, version 1: claim, settle, lease renewal, lease recovery (and the
+-- money of settling a row, which settle and recovery share).
 --
 -- Loaded by migration batches/0005_engine_v1; each function has exactly one Python call site in
 -- batches/engine/. A change of behaviour is a new version (a new file, a new migration, new names),
@@ -181,6 +182,45 @@ END;
 $$;
 
 
+-- The money of settling one batch lead row, locked by the caller (settle or recovery): what the call
+-- log says the row paid over all its attempts (in total and per provider), the difference from what the
+-- row had booked (p_booked) added to the batch and to day p_day, and the row's reservation (p_reserved)
+-- released on both. Locks the batch, then the day, after the lead: the engine's one order.
+CREATE FUNCTION batch_lead_settle_money_v1(
+    p_row bigint,
+    p_batch bigint,
+    p_booked numeric,
+    p_reserved numeric,
+    p_day date
+) RETURNS TABLE (paid numeric, breakdown jsonb) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_paid numeric;
+    v_breakdown jsonb;
+BEGIN
+    SELECT COALESCE(sum(paid.total), 0), COALESCE(jsonb_object_agg(paid.provider, paid.total::text), '{}')
+      INTO v_paid, v_breakdown
+      FROM (SELECT c.provider, sum(c.cost_usd) AS total
+              FROM reports_providercall c
+             WHERE c.batch_lead_id = p_row
+             GROUP BY c.provider) AS paid;
+
+    IF v_paid <> p_booked OR p_reserved <> 0 THEN
+        UPDATE batches_batchreport
+           SET actual_cost_usd = actual_cost_usd + (v_paid - p_booked),
+               reserved_usd = reserved_usd - p_reserved
+         WHERE id = p_batch;
+        INSERT INTO batches_dailyspend AS d (day, spent_usd, reserved_usd)
+        VALUES (p_day, v_paid - p_booked, 0)
+        ON CONFLICT (day) DO UPDATE
+           SET spent_usd = d.spent_usd + excluded.spent_usd,
+               reserved_usd = d.reserved_usd - p_reserved;
+    END IF;
+    RETURN QUERY SELECT v_paid, v_breakdown;
+END;
+$$;
+
+
 -- Write the result of one attempt of a leased lead, if p_owner still holds its lease, and settle its
 -- money: the row's cost becomes what the call log says it paid over all its attempts (in total and per
 -- provider); the batch and the day book the difference and release the row's reservation.
@@ -221,12 +261,9 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    SELECT COALESCE(sum(paid.total), 0), COALESCE(jsonb_object_agg(paid.provider, paid.total::text), '{}')
-      INTO v_paid, v_breakdown
-      FROM (SELECT c.provider, sum(c.cost_usd) AS total
-              FROM reports_providercall c
-             WHERE c.batch_lead_id = p_row
-             GROUP BY c.provider) AS paid;
+    SELECT settled.paid, settled.breakdown INTO v_paid, v_breakdown
+      FROM batch_lead_settle_money_v1(p_row, v_lead.batch_id, v_lead.cost_usd, v_lead.reserved_usd,
+                                      COALESCE(v_lead.reserved_on, p_today)) AS settled;
 
     IF p_result = 'succeeded' THEN
         v_status := 'succeeded';
@@ -267,17 +304,6 @@ BEGIN
          WHERE id = v_lead.batch_id AND status IN ('queued', 'running');
     END IF;
 
-    IF v_paid <> v_lead.cost_usd OR v_lead.reserved_usd <> 0 THEN
-        UPDATE batches_batchreport
-           SET actual_cost_usd = actual_cost_usd + (v_paid - v_lead.cost_usd),
-               reserved_usd = reserved_usd - v_lead.reserved_usd
-         WHERE id = v_lead.batch_id;
-        INSERT INTO batches_dailyspend AS d (day, spent_usd, reserved_usd)
-        VALUES (COALESCE(v_lead.reserved_on, p_today), v_paid - v_lead.cost_usd, 0)
-        ON CONFLICT (day) DO UPDATE
-           SET spent_usd = d.spent_usd + excluded.spent_usd,
-               reserved_usd = d.reserved_usd - v_lead.reserved_usd;
-    END IF;
     RETURN v_status;
 END;
 $$;
@@ -333,12 +359,9 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT COALESCE(sum(paid.total), 0), COALESCE(jsonb_object_agg(paid.provider, paid.total::text), '{}')
-      INTO v_paid, v_breakdown
-      FROM (SELECT c.provider, sum(c.cost_usd) AS total
-              FROM reports_providercall c
-             WHERE c.batch_lead_id = v_lead.id
-             GROUP BY c.provider) AS paid;
+    SELECT settled.paid, settled.breakdown INTO v_paid, v_breakdown
+      FROM batch_lead_settle_money_v1(v_lead.id, v_lead.batch_id, v_lead.cost_usd, v_lead.reserved_usd,
+                                      COALESCE(v_lead.reserved_on, p_today)) AS settled;
 
     v_status := CASE
         WHEN v_lead.batch_status = 'cancelling' THEN 'cancelled'
@@ -361,17 +384,6 @@ BEGIN
            updated_at = p_now
      WHERE id = v_lead.id;
 
-    IF v_paid <> v_lead.cost_usd OR v_lead.reserved_usd <> 0 THEN
-        UPDATE batches_batchreport
-           SET actual_cost_usd = actual_cost_usd + (v_paid - v_lead.cost_usd),
-               reserved_usd = reserved_usd - v_lead.reserved_usd
-         WHERE id = v_lead.batch_id;
-        INSERT INTO batches_dailyspend AS d (day, spent_usd, reserved_usd)
-        VALUES (COALESCE(v_lead.reserved_on, p_today), v_paid - v_lead.cost_usd, 0)
-        ON CONFLICT (day) DO UPDATE
-           SET spent_usd = d.spent_usd + excluded.spent_usd,
-               reserved_usd = d.reserved_usd - v_lead.reserved_usd;
-    END IF;
     RETURN QUERY SELECT v_lead.batch_id, v_status;
 END;
 $$;
