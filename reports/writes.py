@@ -2,26 +2,21 @@
 
 Building INSERTs through the ORM costs far more CPU than the database needs to run them, and a batch
 runs these for every lead. Values are prepared by the model fields themselves (`get_db_prep_save`),
-so what is stored is what the ORM would store, on PostgreSQL and SQLite alike. On PostgreSQL the
-statements of one write go as a single statement (data-modifying CTEs), atomic without a transaction
-block; on SQLite they run one after another inside a transaction.
+so what is stored is what the ORM would store. The statements of one write go as a single statement
+(data-modifying CTEs), atomic without a transaction block.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
-
-try:
-    from psycopg import _queries as psycopg_queries
-except ImportError:  # pragma: no cover (psycopg is installed with the project; SQLite does not need it)
-    psycopg_queries = None
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from psycopg import _queries as psycopg_queries
 
 # psycopg caches how it splits a statement around its placeholders only for statements of at most 50
 # parameters (its MAX_CACHED_STATEMENT_PARAMS); a report's writes reach ~110 (cache rows and call log in
 # one statement), for every lead of a batch. Without the cache each is parsed again every time.
-if psycopg_queries is not None and psycopg_queries.MAX_CACHED_STATEMENT_PARAMS < 200:
+if psycopg_queries.MAX_CACHED_STATEMENT_PARAMS < 200:
     psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = 200
 
 
@@ -68,15 +63,9 @@ def run(inserts: list[Statement], *, returning_id: bool = False) -> int | None:
     connection = connections[DEFAULT_DB_ALIAS]
     last = inserts[-1]
     suffix = " RETURNING id" if returning_id else ""
-    if connection.vendor == "postgresql":
-        ctes = ", ".join(f"w{n} AS ({statement.sql})" for n, statement in enumerate(inserts[:-1]))
-        sql = (f"WITH {ctes} " if ctes else "") + last.sql + suffix
-        params = [param for statement in inserts for param in statement.params]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()[0] if returning_id else None
-    with transaction.atomic(), connection.cursor() as cursor:
-        for statement in inserts[:-1]:
-            cursor.execute(statement.sql, statement.params)
-        cursor.execute(last.sql + suffix, last.params)
+    ctes = ", ".join(f"w{n} AS ({statement.sql})" for n, statement in enumerate(inserts[:-1]))
+    sql = (f"WITH {ctes} " if ctes else "") + last.sql + suffix
+    params = [param for statement in inserts for param in statement.params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         return cursor.fetchone()[0] if returning_id else None

@@ -1,7 +1,7 @@
 """Report HTML and JSON compressed with LZ4 instead of pglz on PostgreSQL (14+ built with LZ4).
 
 Every report's HTML (~10 KB, an inline screenshot and CSS) is compressed as the batch engine inserts it;
-LZ4 does that at a fraction of pglz's CPU. A server without LZ4 keeps pglz; SQLite is not concerned.
+LZ4 does that at a fraction of pglz's CPU. A server without LZ4 keeps pglz.
 """
 
 from django.db import migrations
@@ -10,8 +10,6 @@ COLUMNS = [("reports_report", "html"), ("reports_report", "data"), ("reports_pro
 
 
 def _set_compression(schema_editor, method: str) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        return
     quote = schema_editor.quote_name
     for table, column in COLUMNS:
         # A server built without LZ4 refuses the method: the column keeps the default.
