@@ -1,22 +1,19 @@
 """Project-wide test set-up.
 
-Tests marked `postgres` or `redis` need those services. Without them they skip with the reason; with
-REQUIRE_SERVICES=1 (CI's second pass) a missing service fails the test instead, so nothing that needs a
-real service can pass by skipping.
+Every test runs on PostgreSQL (the embedded server, or DATABASE_URL). Tests marked `redis` need Redis:
+without it they skip with the reason; with REQUIRE_SERVICES=1 (CI's second pass) they fail instead, so
+nothing that needs Redis can pass by skipping.
 """
 
 import os
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
 def _missing_service(item: pytest.Item) -> str | None:
-    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        return "needs PostgreSQL: set DATABASE_URL=postgres://..."
     if item.get_closest_marker("redis") and not settings.REDIS_URL:
         return "needs Redis: set REDIS_URL=redis://..."
     return None

@@ -85,7 +85,6 @@ def test_overlong_key_is_400(runner_client, lead_ids):
     assert BatchReport.objects.count() == 0
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_ten_concurrent_identical_requests_create_one_batch(lead_ids):
     user = make_user("racer", ROLE_PERMISSIONS["runner"])

@@ -23,9 +23,10 @@ from batches import services
 from batches.models import BatchReport
 from batches.selectors import batch_snapshot
 from batches.tests.ui_fixtures import bulk_leads
+from leadgen.embedded_db import database_url
 from leads.models import Lead
 
-pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -50,12 +51,10 @@ def free_port() -> int:
 
 
 def subprocess_env() -> dict[str, str]:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "leadgen.settings",
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "DEBUG": "1",
         "PROVIDER_MODE": "sandbox",
         "SANDBOX_LATENCY_MS": "300",
@@ -102,8 +101,6 @@ class Daphne:
 
 @pytest.fixture
 def servers(django_db_setup, transactional_db, tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL")  # the autouse service check reports this first
     web = Daphne(tmp_path)
     web.start()
     workers = subprocess.Popen(

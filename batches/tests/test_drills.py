@@ -10,8 +10,9 @@ from django.db import connection
 
 from bench.drills import double_delivery, kill_one, provider_outage, redis_restart
 from bench.drills._drill import drill_env
+from leadgen.embedded_db import database_url
 
-pytestmark = [pytest.mark.drill, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.drill, pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -20,7 +21,10 @@ def env(transactional_db, settings):
     settings.DAILY_BUDGET_USD = 10_000_000
     # The workers must read the queue messages this process signs.
     return drill_env(
-        connection.settings_dict["NAME"], REDIS_URL=settings.REDIS_URL, SECRET_KEY=settings.SECRET_KEY
+        connection.settings_dict["NAME"],
+        DATABASE_URL=database_url(connection.settings_dict),
+        REDIS_URL=settings.REDIS_URL,
+        SECRET_KEY=settings.SECRET_KEY,
     )
 
 

@@ -19,6 +19,7 @@ from batches.models import BatchReport, BatchReportLead, DailySpend
 from batches.runner import claim_next, new_owner, process, recover
 from batches.services import batch_create_draft, batch_launch
 from batches.tests.engine import make_leads, run_to_end
+from leadgen.embedded_db import database_url
 from reports.models import ProviderCall
 from reports.selectors import price_table
 
@@ -151,14 +152,12 @@ def _wait(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.postgres
 @pytest.mark.slow
 def test_a_killed_qcluster_loses_nothing_and_pays_nothing_twice(settings):
     settings.BATCH_LEASE_SECONDS = 3
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "SANDBOX_LATENCY_MS": "200",
         "SANDBOX_FAILURE_RATE": "0",
         "BATCH_LEASE_SECONDS": "3",

@@ -1,19 +1,23 @@
 """`make run` on the embedded default: set-up, the printed login, 500 leads, both servers, Ctrl-C.
 
-It runs the real Makefile target against a fresh SQLite file, with no PostgreSQL or Redis.
+It runs the real Makefile target with DATABASE_URL and REDIS_URL unset, on an embedded PostgreSQL
+server of its own (a fresh data directory under tmp_path, not the one the tests run on).
 """
 
 import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
+import psycopg
 import pytest
+
+from leadgen import embedded_db
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -46,9 +50,17 @@ def processes_in_group(pgid: int) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.split()[1] == str(pgid)]
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs; an orphaned postmaster may stay a zombie until init reaps it."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
-    database = tmp_path / "demo.sqlite3"
+    pgdata = tmp_path / "pgdata"
     env = {
         key: value
         for key, value in os.environ.items()
@@ -56,7 +68,7 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
         and not key.startswith(("COV_", "PYTEST_"))
     }
     env.update(
-        DATABASE_URL=f"sqlite:///{database}",
+        EMBEDDED_PGDATA=str(pgdata),
         DEMO_ADMIN_PASSWORD="demo-pass-for-the-test",
         MEDIA_ROOT=str(tmp_path / "media"),
         LOG_LEVEL="INFO",  # the cluster says when it is running
@@ -69,6 +81,8 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
         stdout=output.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # A terminal's job does not ignore SIGINT, as a shell's background job does (this test's may).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert wait_for_login_page(f"http://127.0.0.1:{port}/admin/login/", process) == 200
@@ -76,7 +90,11 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
         assert f"http://127.0.0.1:{port}/admin/" in printed
         assert re.search(r"username: admin\b", printed)
         assert "password: demo-pass-for-the-test" in printed
-        with sqlite3.connect(database) as db:
+        server = (pgdata / "postmaster.pid").read_text().splitlines()
+        assert server[5].strip() == ""  # listen_addresses: no TCP port, the Unix socket only
+        with psycopg.connect(
+            host=server[4].strip(), port=server[3].strip(), user="postgres", dbname="leadgen"
+        ) as db:
             assert db.execute("SELECT count(*) FROM leads_lead").fetchone() == (500,)
         running = "\n".join(processes_in_group(process.pid))
         assert "daphne" in running and "qcluster" in running
@@ -92,7 +110,12 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
         while processes_in_group(process.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert processes_in_group(process.pid) == []
+        # The server runs in a session of its own; this make run started it, so it stopped it.
+        assert "Embedded PostgreSQL stopped" in output.read_text()
+        assert not (pgdata / "postmaster.pid").exists()
+        assert not pid_alive(int(server[0]))
     finally:
         if process.poll() is None or processes_in_group(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+        embedded_db.stop(pgdata)
