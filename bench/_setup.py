@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -376,6 +377,108 @@ def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     for key, seconds in after.items():
         spent[key.split(":", 1)[1]] += seconds - before.get(key, 0.0)
     return dict(spent)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants alive now (children found through /proc's parent pids)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        children[int(stat[stat.rindex(")") + 2 :].split()[1])].append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def tree_memory(pid: int) -> tuple[int, int, int]:
+    """(RSS, PSS, processes) of `pid` and its descendants now, in bytes, from /proc/<pid>/smaps_rollup.
+
+    RSS counts a page shared by forked workers once per process; PSS splits it between them, so the
+    PSS sum is what the tree really occupies.
+    """
+    rss = pss = count = 0
+    for member in process_tree(pid):
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        count += 1
+        for line in rollup.splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+    return rss, pss, count
+
+
+class MemorySamples:
+    """The readings of `sample_tree_memory`: one (RSS, PSS, processes) per interval."""
+
+    def __init__(self) -> None:
+        self.readings: list[tuple[int, int, int]] = []
+
+    @property
+    def peak_rss(self) -> int:
+        return max((rss for rss, _, _ in self.readings), default=0)
+
+    @property
+    def mean_rss(self) -> float:
+        return mean([rss for rss, _, _ in self.readings])
+
+    @property
+    def peak_pss(self) -> int:
+        return max((pss for _, pss, _ in self.readings), default=0)
+
+    @property
+    def mean_pss(self) -> float:
+        return mean([pss for _, pss, _ in self.readings])
+
+    @property
+    def most_processes(self) -> int:
+        return max((count for _, _, count in self.readings), default=0)
+
+    def summary(self) -> str:
+        mib = 1024 * 1024
+        return (
+            f"RSS peak {self.peak_rss / mib:.0f} MiB, mean {self.mean_rss / mib:.0f} MiB; "
+            f"PSS peak {self.peak_pss / mib:.0f} MiB, mean {self.mean_pss / mib:.0f} MiB "
+            f"({self.most_processes} processes, {len(self.readings)} samples)"
+        )
+
+
+@contextlib.contextmanager
+def sample_tree_memory(pid: int, interval: float = 0.5):
+    """Sample the memory of `pid` and its descendants (e.g. a qcluster and its worker processes) every
+    `interval` seconds in a background thread while the block runs; yields the `MemorySamples`.
+
+        with sample_tree_memory(cluster.pid) as memory:
+            ...
+        log(memory.summary())
+    """
+    samples = MemorySamples()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while True:
+            samples.readings.append(tree_memory(pid))
+            if stop.wait(interval):
+                break
+
+    thread = threading.Thread(target=sample, name="memory-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
 
 
 def percentile(values: list[float], share: float) -> float:
