@@ -353,9 +353,10 @@ def batch_cancel(*, batch: BatchReport, user) -> BatchReport:
         BatchReportLead.objects.filter(batch=batch, status=LeadStatus.PENDING).update(
             status=LeadStatus.CANCELLED, next_attempt_at=None, finished_at=now, updated_at=now
         )
-        # A batch paused for a reason keeps it; otherwise the user stopped it.
+        # A batch that stopped for a reason of its own (a budget, a provider) keeps it.
+        reason = batch.stop_reason if batch.stop_reason not in ("", PAUSED_BY_USER) else CANCELLED_BY_USER
         BatchReport.objects.filter(pk=batch.pk).update(
-            status=Batch.CANCELLING, stop_reason=batch.stop_reason or CANCELLED_BY_USER, updated_at=now
+            status=Batch.CANCELLING, stop_reason=reason, updated_at=now
         )
         events.batch_event_emit(batch_id=batch.pk)
     batch_finish_if_done(batch_id=batch.pk)

@@ -6,7 +6,8 @@ What it keeps true:
   guarded by `notified_at IS NULL`;
 - the call log is the truth: what a worker that had lost its lease paid after its lead was settled is
   booked on the batch and the day when the batch finishes, so the ledger equals the call log;
-- a paused batch is not finished (its pending leads wait for resume).
+- a paused batch is finished only once nothing is open (its last leads settled after the pause):
+  pending leads wait for resume.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def batch_finish_if_done(*, batch_id: int) -> bool:
     """Give the batch its final status when no lead is open; True only for the caller that did it."""
     with transaction.atomic():
         batch = BatchReport.objects.select_for_update().filter(pk=batch_id).first()
-        if batch is None or batch.status not in BatchReport.ACTIVE:
+        if batch is None or batch.status not in (*BatchReport.ACTIVE, Batch.PAUSED):
             return False
         rows = BatchReportLead.objects.filter(batch_id=batch_id)
         now = timezone.now()

@@ -78,7 +78,7 @@ def test_paused_to_cancelled():
     batch = launch(4, user=user)
     batch_pause(batch=batch, user=user)
     batch = batch_cancel(batch=batch, user=user)
-    assert (batch.status, batch.stop_reason) == (B.CANCELLED, "paused_by_user")
+    assert (batch.status, batch.stop_reason) == (B.CANCELLED, "cancelled_by_user")
     assert set(BatchReportLead.objects.filter(batch=batch).values_list("status", flat=True)) == {S.CANCELLED}
 
 
@@ -240,3 +240,15 @@ def test_a_provider_unavailable_to_every_lead_pauses_the_batch_and_costs_no_atte
     batch = run_to_end(batch.pk)
     assert batch.status == B.COMPLETED
     assert BatchReportLead.objects.get(pk=first.row_id).attempts == 1
+
+
+def test_a_batch_paused_while_its_last_lead_is_in_flight_completes_when_that_lead_settles():
+    from batches.engine import batch_finish_if_done
+
+    batch = launch(1)
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+    batch_pause(batch=batch, user=None)
+    assert not batch_finish_if_done(batch_id=batch.pk)  # a lead is still in flight
+    assert settle(claim, process(claim)) == S.SUCCEEDED
+    assert batch_finish_if_done(batch_id=batch.pk)
+    assert BatchReport.objects.get(pk=batch.pk).status == B.COMPLETED
