@@ -21,11 +21,13 @@ HOLD = hold() { [ -n "$$DATABASE_URL" ] || $(PY) -m leadgen.embedded_db "$$@"; }
 
 # Ctrl-C reaches the whole process group: qcluster stops on its own SIGINT (a second signal while it
 # stops can hang it), while daphne, started in the background, ignores SIGINT and needs a TERM. The
-# PostgreSQL server runs in a session of its own: `hold release` stops it once both have ended.
+# PostgreSQL server runs in a session of its own: `hold release` stops it once both have ended (the
+# traps come first, so that a Ctrl-C while the server starts still releases it).
 run: install
-	@$(HOLD); hold start --holder $$$$ || exit 1; \
+	@$(HOLD); \
 	trap 'kill -TERM $$web 2>/dev/null; wait' INT; \
 	trap 'kill -TERM $$web $$workers 2>/dev/null; wait' TERM; \
+	hold start --holder $$$$ && \
 	$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/admin/ && \
 	echo "Leadgen: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops the web server and the workers)" && { \
@@ -35,8 +37,8 @@ run: install
 	status=$$?; hold release $$$$; exit $$status
 
 test: install
-	@$(HOLD); hold start --holder $$$$ || exit 1; \
-	trap : INT; $(VENV)/bin/pytest; \
+	@$(HOLD); trap : INT; \
+	hold start --holder $$$$ && $(VENV)/bin/pytest; \
 	status=$$?; hold release $$$$; exit $$status
 
 db-stop: install
