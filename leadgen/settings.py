@@ -244,7 +244,47 @@ SANDBOX_PROVIDER_FAILURE_RATES = {
         item.partition("=") for item in env.list("SANDBOX_PROVIDER_FAILURE_RATES", default=[])
     )
 }
-PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=20.0)
+LIVE_PROVIDERS = ("pagespeed", "semrush", "screenshot", "hunter", "llm")
+
+
+def _provider_map(name: str, cast, known: tuple[str, ...]) -> dict:
+    """`provider=value,...` from the environment; exits naming the item on an unknown provider or value."""
+    values = {}
+    for item in env.list(name, default=[]):
+        provider, _, value = (part.strip() for part in item.partition("="))
+        if provider not in known or not value:
+            sys.exit(f"{name}: {item!r} is not provider=value with a provider among {', '.join(known)}.")
+        try:
+            values[provider] = cast(value)
+        except ValueError:
+            sys.exit(f"{name}: {item!r} has no valid value.")
+    return values
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 < seconds < float("inf"):
+        raise ValueError(value)
+    return seconds
+
+
+# Total deadline of one call per provider, in seconds (connection to last byte, redirects included),
+# e.g. "pagespeed=180,llm=30" over the defaults: one Lighthouse run takes 20-60 s and more, and
+# ScreenshotOne is sent its own timeout of two thirds of its deadline (60 of 90 s).
+PROVIDER_TIMEOUTS = {
+    "website": 15.0,
+    "pagespeed": 120.0,
+    "semrush": 20.0,
+    "screenshot": 90.0,
+    "hunter": 20.0,
+    "llm": 60.0,
+    **_provider_map("PROVIDER_TIMEOUTS", _seconds, ("website", *LIVE_PROVIDERS)),
+}
+# Where each live provider's API is reached, e.g. "pagespeed=http://127.0.0.1:9001" (stand-ins,
+# proxies); the others use their public URL (the LLM: LLM_BASE_URL).
+PROVIDER_BASE_URLS = _provider_map("PROVIDER_BASE_URLS", str, LIVE_PROVIDERS)
+# The regional database SEMrush is asked for (it bills per line, and answers every database without).
+SEMRUSH_DATABASE = env.str("SEMRUSH_DATABASE", default="us")
 
 # Batches.
 DAILY_BUDGET_USD = Decimal(env.str("DAILY_BUDGET_USD", default="1000"))

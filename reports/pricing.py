@@ -72,12 +72,17 @@ DEFAULT_PRICES: dict[str, PriceInfo] = {
 }
 
 
-def call_cost(price: PriceInfo, *, succeeded: bool, input_tokens: int = 0, output_tokens: int = 0) -> Decimal:
-    """What one call costs. Token prices apply to successful calls only (a failed call reports no usage)."""
+def call_cost(
+    price: PriceInfo, *, succeeded: bool, input_tokens: int = 0, output_tokens: int = 0, units: int = 1
+) -> Decimal:
+    """What one call costs. Token prices apply to successful calls only (a failed call reports no usage).
+
+    `units` is for a provider billing per line of its answer (SEMrush): the unit price is per line.
+    """
     if not succeeded:
         return price.unit_price_usd if price.bills_failures else Decimal("0")
     cost = (
-        price.unit_price_usd
+        price.unit_price_usd * max(units, 1)
         + Decimal(input_tokens) * price.input_price_per_million_usd / MILLION
         + Decimal(output_tokens) * price.output_price_per_million_usd / MILLION
     )

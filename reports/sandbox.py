@@ -195,23 +195,33 @@ _SANDBOX = SandboxTransport()
 
 
 def _transient(provider: str, status: int) -> httpx.Response:
+    """A transient failure in the provider's real shape. "429" is each provider's way of saying "too
+    many requests for now": Hunter's 403, ScreenshotOne's 400 `concurrency_limit_reached` (their 429
+    and Hunter's mean a used-up plan, which is not transient)."""
     headers = {"Retry-After": str(retry_after_seconds())}
     if status == 429:
+        if provider == Provider.HUNTER:
+            body = {
+                "errors": [
+                    {"id": "too_many_requests", "code": 403, "details": "You have reached the rate limit."}
+                ]
+            }
+            return _json(403, body, headers)
+        if provider == Provider.SCREENSHOT:
+            body = {
+                "is_successful": False,
+                "error_code": "concurrency_limit_reached",
+                "error_message": "You reached the request concurrency limit, retry after a while.",
+            }
+            return _json(400, body, headers)
         bodies = {
             Provider.PAGESPEED: {
                 "error": {
                     "code": 429,
-                    "message": "Quota exceeded for quota metric 'Queries'.",
+                    "message": "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' "
+                    "of service 'pagespeedonline.googleapis.com'.",
                     "status": "RESOURCE_EXHAUSTED",
                 }
-            },
-            Provider.SCREENSHOT: {
-                "is_successful": False,
-                "error_code": "too_many_requests",
-                "error_message": "You have exceeded the rate limit.",
-            },
-            Provider.HUNTER: {
-                "errors": [{"id": "too_many_requests", "code": 429, "details": "Rate limit reached."}]
             },
             Provider.LLM: {
                 "error": {
@@ -252,14 +262,22 @@ def _transient(provider: str, status: int) -> httpx.Response:
 
 def _permanent(provider: str, subject: str, why: str) -> httpx.Response:
     if provider == Provider.PAGESPEED:
-        code = "DNS_FAILURE" if why == "unreachable" else "INVALID_URL"
+        if why == "unreachable":
+            message = (
+                "Lighthouse returned error: FAILED_DOCUMENT_REQUEST. Lighthouse was unable to reliably load "
+                "the page you requested. (Details: net::ERR_NAME_NOT_RESOLVED)"
+            )
+            reason, domain = "lighthouseUserError", "lighthouse"
+        else:
+            message, reason, domain = "Invalid value at 'url'", "badRequest", "global"
         return _json(
             400,
             {
                 "error": {
                     "code": 400,
-                    "message": f"Lighthouse returned error: {code}. The provided URL could not be loaded.",
-                    "status": "INVALID_ARGUMENT",
+                    "message": message,
+                    "errors": [{"message": message, "domain": domain, "reason": reason}],
+                    **({} if why == "unreachable" else {"status": "INVALID_ARGUMENT"}),
                 }
             },
         )
@@ -394,8 +412,9 @@ def _semrush(request: httpx.Request, subject: str, body) -> httpx.Response:
     keywords = int(rng.lognormvariate(4.5, 1.3))
     traffic = int(keywords * rng.uniform(0.5, 6))
     paid = rng.choice([0, 0, 0, rng.randint(1, 80)])
+    # One row for the database asked for, as SEMrush answers with `database` set.
     row = [
-        "us",
+        request.url.params.get("database") or "us",
         subject,
         str(rng.randint(40_000, 25_000_000)),
         str(keywords),

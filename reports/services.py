@@ -185,6 +185,7 @@ class _ReportRun:
                 succeeded=result.succeeded,
                 input_tokens=result.usage.input_tokens,
                 output_tokens=result.usage.output_tokens,
+                units=result.usage.units,
             )
             self.costs[name] = cost
             paid = paid or cost > 0
@@ -236,8 +237,13 @@ class _ReportRun:
         self._written()
 
     def _worst_error(self) -> ProviderError:
-        """A permanent error if any (retrying cannot help), else the transient one asking to wait longest."""
+        """An unavailable error if any (ours, the same for every lead: the batch pauses rather than the
+        lead failing), else a permanent one (retrying cannot help), else the transient one asking to
+        wait longest."""
         errors = sorted(self.errors, key=lambda error: PROVIDER_ORDER.index(error.provider))
+        unavailable = [error for error in errors if error.unavailable]
+        if unavailable:
+            return unavailable[0]
         permanent = [error for error in errors if not error.transient]
         if permanent:
             return permanent[0]

@@ -6,7 +6,9 @@ not know which), classifies failures and parses the body into the provider's dat
 the database: the report service caches, logs and bills what `call()` returns.
 """
 
+import asyncio
 import dataclasses
+import html
 import re
 import socket
 import time
@@ -20,6 +22,8 @@ from django.conf import settings
 from django.utils import timezone
 
 PROVIDER_EXTENSION = "leadgen_provider"
+# For a provider missing from PROVIDER_TIMEOUTS (settings give each one its own).
+DEFAULT_TIMEOUT_SECONDS = 20.0
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -94,6 +98,8 @@ class LeadInfo:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    # Billed units of a provider that bills per line of its answer (SEMrush); one for the others.
+    units: int = 1
 
 
 @dataclass
@@ -128,6 +134,42 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - timezone.now()).total_seconds())
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str | None) -> float | None:
+    """A Go-style duration as seconds ("20ms", "1s", "6m0s", "1h2m3.5s"), or a bare number of seconds."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        return None
+    return sum(float(number) * _DURATION_SECONDS[unit] for number, unit in parts)
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def one_line(text: str | None, limit: int = 160) -> str:
+    """Provider wording fit to be stored and shown: one line, no markup, at most `limit` characters.
+
+    An HTML page (a proxy's or load balancer's error page) says nothing the status does not: it gives "".
+    """
+    if not text:
+        return ""
+    text = str(text)
+    if "<html" in text[:500].lower() or text.lstrip().startswith("<"):
+        return ""
+    text = " ".join(html.unescape(_TAG.sub(" ", text)).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
 def _is_name_resolution_error(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -149,6 +191,8 @@ class BaseProvider:
     per_lead: ClassVar[bool] = False
     needs_domain: ClassVar[bool] = True
     follow_redirects: ClassVar[bool] = False
+    # The setting holding the provider's API key; "" for a provider that needs none.
+    key_setting: ClassVar[str] = ""
 
     @property
     def label(self) -> str:
@@ -166,6 +210,14 @@ class BaseProvider:
         overrides = getattr(settings, "PROVIDER_BASE_URLS", None) or {}
         return (overrides.get(self.name) or self.default_base_url).rstrip("/")
 
+    def api_key(self) -> str:
+        return str(getattr(settings, self.key_setting, "") or "").strip() if self.key_setting else ""
+
+    def deadline(self) -> float:
+        """Total seconds one call may take, connection to last byte (PROVIDER_TIMEOUTS)."""
+        timeouts = getattr(settings, "PROVIDER_TIMEOUTS", None) or {}
+        return float(timeouts.get(self.name) or DEFAULT_TIMEOUT_SECONDS)
+
     def build_request(self, lead: LeadInfo, context: dict[str, Any]) -> httpx.Request:
         raise NotImplementedError
 
@@ -177,53 +229,73 @@ class BaseProvider:
         return ProviderError(provider=self.name, code=code, message=message, transient=transient, **kwargs)
 
     def error_message(self, response: httpx.Response) -> str:
-        """The provider's own wording of an error response, when it has one."""
+        """The provider's own wording of an error response, one line, when it has one."""
         try:
             body = response.json()
         except ValueError:
-            return response.text[:200]
+            return one_line(response.text)
         if isinstance(body, dict):
             error = body.get("error")
             if isinstance(error, dict) and error.get("message"):
-                return str(error["message"])[:200]
+                return one_line(error["message"])
             if isinstance(error, str):
-                return error[:200]
-        return response.text[:200]
+                return one_line(error)
+        return ""
+
+    def failure(self, response: httpx.Response, code: str, reason: str, **kwargs) -> ProviderError:
+        """An error for `response` whose message is `reason` and the HTTP status, e.g.
+        "plan usage limit reached (HTTP 429)"."""
+        return self.error(
+            code, f"{reason} (HTTP {response.status_code})", http_status=response.status_code, **kwargs
+        )
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        return parse_retry_after(response.headers.get("Retry-After"))
 
     def classify(self, response: httpx.Response) -> ProviderError | None:
-        """Transient: 5xx and 429 (with `Retry-After`); permanent: other 4xx. None for a usable response."""
+        """None for a usable response. Transient: 5xx and 429 (with `Retry-After`); unavailable: 401, a
+        key rejected, the same for every lead; permanent: other 4xx. Providers refine this with what
+        their error bodies say."""
         status = response.status_code
         if status < 400:
             return None
         message = self.error_message(response)
+        if status == 401:
+            return self.failure(
+                response, "key_rejected", f"key rejected: {message or 'unauthorized'}", unavailable=True
+            )
         if status == 429:
-            return self.error(
+            return self.failure(
+                response,
                 "rate_limited",
-                message or "Too many requests",
+                message or "too many requests",
                 transient=True,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                http_status=status,
+                retry_after=self.retry_after(response),
             )
         if status >= 500:
-            return self.error(
+            return self.failure(
+                response,
                 f"http_{status}",
-                message or "Server error",
+                message or "server error",
                 transient=True,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                http_status=status,
+                retry_after=self.retry_after(response),
             )
-        return self.error(f"http_{status}", message or "Request refused", http_status=status)
+        return self.failure(response, f"http_{status}", message or "request refused")
 
     def classify_exception(self, exc: httpx.HTTPError) -> ProviderError:
         if isinstance(exc, httpx.TimeoutException):
-            return self.error("timeout", str(exc) or "Timed out", transient=True)
+            return self.error("timeout", f"no answer within {self.deadline():g} s", transient=True)
         if isinstance(exc, httpx.ConnectError) and _is_name_resolution_error(exc):
-            return self.error("unreachable", str(exc) or "Host name does not resolve")
+            return self.error("unreachable", one_line(str(exc)) or "host name does not resolve")
         if isinstance(exc, httpx.TransportError):
-            return self.error("connection_error", str(exc) or type(exc).__name__, transient=True)
-        return self.error("http_error", str(exc) or type(exc).__name__)
+            return self.error("connection_error", one_line(str(exc)) or type(exc).__name__, transient=True)
+        return self.error("http_error", one_line(str(exc)) or type(exc).__name__)
 
     def precheck(self, lead: LeadInfo) -> ProviderError | None:
+        """An error found before any request: a key missing in live mode (ours, for every lead) or a
+        lead the provider cannot be asked about."""
+        if self.key_setting and settings.PROVIDER_MODE == "live" and not self.api_key():
+            return self.error("key_missing", f"{self.key_setting} is not set", unavailable=True)
         if self.needs_domain and not hostname_is_valid(lead.domain):
             return self.error("malformed_domain", f"Not a valid host name: {lead.domain!r}")
         return None
@@ -237,14 +309,22 @@ class BaseProvider:
             return CallResult(provider=self.name, error=problem)
         request = self.build_request(lead, context or {})
         request.extensions[PROVIDER_EXTENSION] = self.name
-        request.extensions["timeout"] = httpx.Timeout(settings.PROVIDER_TIMEOUT_SECONDS).as_dict()
+        deadline = self.deadline()
+        # httpx's timeouts bound each connect and read; the deadline bounds the whole call, redirects
+        # and a slowly trickling body included.
+        request.extensions["timeout"] = httpx.Timeout(deadline).as_dict()
         started = time.perf_counter()
         try:
-            response = await client.send(request, follow_redirects=self.follow_redirects)
-            await response.aread()
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(deadline):
+                response = await client.send(request, follow_redirects=self.follow_redirects)
+                await response.aread()
+        except (httpx.HTTPError, TimeoutError) as exc:
             elapsed = int((time.perf_counter() - started) * 1000)
-            return CallResult(provider=self.name, error=self.classify_exception(exc), duration_ms=elapsed)
+            if isinstance(exc, TimeoutError):
+                error = self.error("timeout", f"no answer within {deadline:g} s", transient=True)
+            else:
+                error = self.classify_exception(exc)
+            return CallResult(provider=self.name, error=error, duration_ms=elapsed)
         elapsed = int((time.perf_counter() - started) * 1000)
         response.extensions["leadgen_elapsed_ms"] = elapsed
         problem = self.classify(response)
@@ -254,7 +334,7 @@ class BaseProvider:
             except ProviderError as exc:
                 problem = exc
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-                problem = self.error("bad_response", f"Unparseable response: {exc}")
+                problem = self.error("bad_response", one_line(f"unparseable answer: {exc}"))
         if problem is not None:
             problem.http_status = problem.http_status or response.status_code
             return CallResult(

@@ -2,6 +2,11 @@
 
 The prompt is cut to LLM_MAX_INPUT_TOKENS (counted as UTF-8 bytes, an upper bound for any byte-level
 tokenizer) and `max_tokens` is LLM_MAX_OUTPUT_TOKENS, so the cost of one call is bounded.
+
+HTTP 429 means one of two things (error.code): `rate_limit_exceeded` passes, after what the
+`retry-after` / `x-ratelimit-reset-*` headers say; `insufficient_quota` is an account without credit,
+ours for every lead. An answer without text (`content` null: tool calls, refusals) or without the
+summary asked for is an error, never an empty summary.
 """
 
 import json
@@ -14,7 +19,16 @@ from django.conf import settings
 
 from reports.models import Provider
 from reports.pricing import LLM_MAX_INPUT_TOKENS, LLM_MAX_OUTPUT_TOKENS
-from reports.providers.base import BaseProvider, LeadInfo, ResultData, Usage
+from reports.providers.base import (
+    BaseProvider,
+    LeadInfo,
+    ProviderError,
+    ResultData,
+    Usage,
+    one_line,
+    parse_duration,
+    parse_retry_after,
+)
 
 # Chat framing costs a few tokens per message on top of the text.
 MESSAGE_OVERHEAD_TOKENS = 16
@@ -93,6 +107,7 @@ class LlmProvider(BaseProvider):
     result_type = LlmSummary
     per_lead = True
     needs_domain = False
+    key_setting = "LLM_API_KEY"
 
     def applies(self, *, has_website: bool, has_email: bool) -> bool:
         return True
@@ -121,9 +136,63 @@ class LlmProvider(BaseProvider):
         headers = {"Authorization": f"Bearer {settings.LLM_API_KEY}"}
         return httpx.Request("POST", f"{self.base_url()}/chat/completions", json=body, headers=headers)
 
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """`retry-after`, else the reset of the exhausted limit (requests or tokens), else the longer."""
+        headers = response.headers
+        seconds = parse_retry_after(headers.get("retry-after"))
+        if seconds is not None:
+            return seconds
+        resets = {
+            kind: parse_duration(headers.get(f"x-ratelimit-reset-{kind}")) for kind in ("requests", "tokens")
+        }
+        exhausted = [
+            value
+            for kind, value in resets.items()
+            if value is not None and headers.get(f"x-ratelimit-remaining-{kind}", "").strip() == "0"
+        ]
+        known = exhausted or [value for value in resets.values() if value is not None]
+        return max(known) if known else None
+
+    def classify(self, response: httpx.Response) -> ProviderError | None:
+        status = response.status_code
+        if status < 400:
+            return None
+        try:
+            error = response.json().get("error") or {}
+        except (ValueError, AttributeError):
+            error = {}
+        if not isinstance(error, dict):
+            error = {}
+        code = str(error.get("code") or error.get("type") or "")
+        if code == "insufficient_quota" or error.get("type") == "insufficient_quota":
+            return self.failure(response, "insufficient_quota", "account out of credit", unavailable=True)
+        if status == 429:
+            return self.failure(
+                response,
+                "rate_limited",
+                "rate limit reached",
+                transient=True,
+                retry_after=self.retry_after(response),
+            )
+        if status == 404 and code == "model_not_found":
+            return self.failure(
+                response, "model_not_found", f"model {settings.LLM_MODEL!r} not found", unavailable=True
+            )
+        return super().classify(response)
+
     def parse(self, response: httpx.Response, lead: LeadInfo) -> tuple[LlmSummary, Usage]:
         body = response.json()
-        content = body["choices"][0]["message"]["content"] or ""
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise self.error("bad_response", "answer without choices")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            if message.get("refusal"):
+                raise self.error("bad_response", one_line(f"the model refused: {message['refusal']}"))
+            finish = choice.get("finish_reason") or "unknown"
+            raise self.error("bad_response", f"answer without text (finish_reason {finish})")
         usage = body.get("usage") or {}
         if "prompt_tokens" in usage and "completion_tokens" in usage:
             tokens = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
@@ -140,9 +209,14 @@ class LlmProvider(BaseProvider):
         if not isinstance(answer, dict):
             # Plain prose instead of the JSON asked for: still a usable summary.
             return LlmSummary(summary=content.strip()[:2000], model=str(body.get("model", ""))), tokens
+        summary = answer.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            raise self.error(
+                "bad_response", one_line(f"answer without a summary (fields: {', '.join(sorted(answer))})")
+            )
         return (
             LlmSummary(
-                summary=str(answer.get("summary", "")).strip()[:2000],
+                summary=summary.strip()[:2000],
                 top_issues=_strings(answer.get("top_issues")),
                 quick_wins=_strings(answer.get("quick_wins")),
                 model=str(body.get("model", "")),

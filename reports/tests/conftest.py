@@ -66,20 +66,30 @@ class ReplayServer(ThreadingHTTPServer):
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _ReplayHandler)
-        self.answers: dict[str, tuple[int, dict, bytes, float]] = {}
+        self.answers: dict[str, tuple[int, dict, bytes, float, float]] = {}
         self.requests: list[dict] = []
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_port}"
 
-    def answer(self, provider: str, status: int = 200, body=b"", headers=None, delay: float = 0.0):
+    def answer(
+        self,
+        provider: str,
+        status: int = 200,
+        body=b"",
+        headers=None,
+        delay: float = 0.0,
+        trickle: float = 0.0,
+    ):
+        """Answer `provider`'s path after `delay` seconds; `trickle` > 0 sends the body in ten pieces that
+        many seconds apart (a slow answer whose every read is quick)."""
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
         elif isinstance(body, str):
             body = body.encode()
-        self.answers[provider] = (status, headers or {}, body, delay)
+        self.answers[provider] = (status, headers or {}, body, delay, trickle)
 
 
 class _ReplayHandler(BaseHTTPRequestHandler):
@@ -91,7 +101,9 @@ class _ReplayHandler(BaseHTTPRequestHandler):
         self.server.requests.append(
             {"provider": provider, "path": url.path, "query": parse_qs(url.query), "body": body}
         )
-        status, headers, content, delay = self.server.answers.get(provider, (404, {}, b"not scripted", 0))
+        status, headers, content, delay, trickle = self.server.answers.get(
+            provider, (404, {}, b"not scripted", 0, 0)
+        )
         if delay:
             time.sleep(delay)
         try:
@@ -100,7 +112,14 @@ class _ReplayHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(content)))
             self.end_headers()
-            self.wfile.write(content)
+            if not trickle:
+                self.wfile.write(content)
+                return
+            piece = max(1, -(-len(content) // 10))
+            for start in range(0, len(content), piece):
+                self.wfile.write(content[start : start + piece])
+                self.wfile.flush()
+                time.sleep(trickle)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -118,7 +137,9 @@ def replay_server(settings):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     settings.PROVIDER_MODE = "live"
-    settings.PROVIDER_TIMEOUT_SECONDS = 5.0  # generous: a loaded CI machine must not time out
+    # Generous: a loaded CI machine must not time out.
+    settings.PROVIDER_TIMEOUTS = {name: 5.0 for name in settings.PROVIDER_TIMEOUTS}
+    settings.SEMRUSH_DATABASE = "us"
     settings.PROVIDER_BASE_URLS = {
         name: f"{server.base_url}/{name}" for name in ("pagespeed", "semrush", "screenshot", "hunter", "llm")
     }

@@ -124,6 +124,26 @@ def test_rate_limit_answers_carry_retry_after(settings):
     assert (error.code, error.http_status, error.retry_after) == ("rate_limited", 429, 1.0)
 
 
+@pytest.mark.parametrize(
+    ("name", "status", "code"),
+    [
+        ("hunter", 403, "rate_limited"),
+        ("screenshot", 400, "concurrency_limit_reached"),
+        ("llm", 429, "rate_limited"),
+    ],
+)
+def test_rate_limits_come_in_each_providers_real_shape_and_pass(settings, name, status, code):
+    settings.SANDBOX_FAILURE_RATE = 1.0
+    # The LLM's sandbox subject is the lead, the others' the domain.
+    n = next(
+        n
+        for n in range(200)
+        if sandbox.transient_failure(name, f"lead-{n}" if name == "llm" else f"q{n}.com", 1) == "429"
+    )
+    error = run_calls(name, [info(f"q{n}.com", lead_id=n)])[0].error
+    assert (error.code, error.http_status, error.transient, error.unavailable) == (code, status, True, False)
+
+
 def test_per_provider_failure_rate_override(settings):
     settings.SANDBOX_PROVIDER_FAILURE_RATES = {"pagespeed": 1.0}
     leads = [info(f"drill{n}.com") for n in range(50)]
@@ -136,9 +156,21 @@ def test_unreachable_and_malformed_domains_fail_permanently():
     website = run_calls("website", [unreachable])[0].error
     assert (website.code, website.transient) == ("unreachable", False)
     pagespeed = run_calls("pagespeed", [unreachable])[0].error
-    assert (pagespeed.code, pagespeed.transient, pagespeed.http_status) == ("http_400", False, 400)
+    assert (pagespeed.code, pagespeed.transient, pagespeed.unavailable, pagespeed.http_status) == (
+        "failed_document_request",
+        False,
+        False,
+        400,
+    )
+    assert pagespeed.message == (
+        "could not load this site (FAILED_DOCUMENT_REQUEST: net::ERR_NAME_NOT_RESOLVED) (HTTP 400)"
+    )
     screenshot = run_calls("screenshot", [unreachable])[0].error
-    assert (screenshot.code, screenshot.transient) == ("http_400", False)
+    assert (screenshot.code, screenshot.transient, screenshot.unavailable) == (
+        "name_not_resolved",
+        False,
+        False,
+    )
 
     malformed = info("-harbor-dental-17-.example", website="http://-harbor-dental-17-.example")
     for name in ("website", "pagespeed", "semrush", "screenshot", "hunter"):
@@ -176,6 +208,7 @@ def test_override_transport_applies_in_both_modes(settings):
 
     from reports.services import _loop_and_client
 
+    settings.SEMRUSH_API_KEY = "sr-key"
     for mode in ("sandbox", "live"):
         settings.PROVIDER_MODE = mode
         with sandbox.override_transport(httpx.MockTransport(handler)):
