@@ -15,8 +15,8 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
+from batches.engine import claim_next, new_owner, process, recover
 from batches.models import BatchReport, BatchReportLead, DailySpend
-from batches.runner import claim_next, new_owner, process, recover
 from batches.services import batch_create_draft, batch_launch
 from batches.tests.engine import make_leads, run_to_end
 from leadgen.embedded_db import database_url

@@ -217,8 +217,8 @@ def recover_until(batch_id: int, every: float) -> None:
     migration's schedule, e.g. the test database after a flush)."""
     from django.db import connections
 
+    from batches.engine import recover
     from batches.models import BatchReport
-    from batches.runner import recover
 
     try:
         while BatchReport.objects.filter(pk=batch_id, status__in=BatchReport.ACTIVE).exists():
