@@ -126,6 +126,8 @@ class CostPreview:
     daily_remaining_usd: Decimal
     within_budget: bool
     warnings: tuple[str, ...] = field(default=())
+    # The settings of the API keys the batch's providers need and live mode lacks.
+    missing_keys: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict:
         return {
@@ -183,8 +185,12 @@ def preview_cost(
     daily_budget_usd: Decimal,
     daily_used_usd: Decimal,
     retry_base_seconds: float = 0.0,
+    missing_keys: Mapping[str, str] | None = None,
 ) -> CostPreview:
     """The cost preview of running `leads`; O(number of leads), no I/O.
+
+    `missing_keys` ({provider: key setting}) are the providers live mode has no key for: those the
+    leads need (not served from the cache) are warned about and listed in the preview.
 
     Expected cost per provider = calls not served from the cache x price x P(the call eventually
     succeeds within max_retries + 1 attempts), plus the failed calls when the provider bills failures.
@@ -289,6 +295,16 @@ def preview_cost(
         )
     elif daily_budget_usd > 0 and total > daily_budget_usd / 2:
         warnings.append(f"The estimate uses over 50% of the daily budget ({money(daily_budget_usd)} USD).")
+    needed_keys = tuple(
+        (missing_keys or {})[line.provider]
+        for line in lines
+        if line.calls and line.provider in (missing_keys or {})
+    )
+    if needed_keys:
+        warnings.append(
+            f"Live mode without {', '.join(needed_keys)}: set {'it' if len(needed_keys) == 1 else 'them'} "
+            "before launching; the launch is refused until then."
+        )
 
     return CostPreview(
         lead_count=lead_count,
@@ -307,6 +323,7 @@ def preview_cost(
         daily_remaining_usd=ledger(daily_remaining),
         within_budget=within_budget,
         warnings=tuple(warnings),
+        missing_keys=needed_keys,
     )
 
 

@@ -41,7 +41,7 @@ def cost_preview_for_leads(
 ) -> CostPreview:
     """Gather the preview's inputs with a constant number of queries and compute it."""
     from reports import pricing
-    from reports.providers import applicable_providers
+    from reports.providers import applicable_providers, missing_keys
     from reports.selectors import fresh_cache_pairs, price_table, provider_stats
 
     now = timezone.now()
@@ -65,6 +65,7 @@ def cost_preview_for_leads(
         daily_budget_usd=settings.DAILY_BUDGET_USD,
         daily_used_usd=daily_used(),
         retry_base_seconds=settings.BATCH_RETRY_BASE_SECONDS,
+        missing_keys=missing_keys(),
     )
 
 

@@ -252,12 +252,19 @@ def batch_preview_selection(
 def batch_launch(*, batch: BatchReport, user, enqueue: bool = True) -> BatchReport:
     """draft -> queued: price it, skip recently reported leads, then start runners after commit.
 
-    Raises ServiceError when the estimate is above the batch budget. `enqueue=False` is for callers that
+    Raises ServiceError when the estimate is above the batch budget, or in live mode when a provider
+    the leads need has no API key. `enqueue=False` is for callers that
     run the batch in-process (the run_batch command); recovery still covers it if that process dies.
     """
     batch = BatchReport.objects.select_for_update().get(pk=batch.pk)
     _require_draft(batch)
     preview = batch_preview(batch=batch)
+    if preview.missing_keys:
+        # Every lead needing the provider would pause the batch at once: refuse before anything runs.
+        raise ServiceError(
+            f"Live mode without {', '.join(preview.missing_keys)}: set the key"
+            f"{'' if len(preview.missing_keys) == 1 else 's'} or run the batch in the sandbox."
+        )
     if not preview.within_budget:
         raise ServiceError(
             fields={

@@ -7,6 +7,7 @@ class ReportsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from reports import checks  # noqa: F401  (registers the system checks)
         from reports.models import ProviderPrice
         from reports.selectors import price_table_forget
 

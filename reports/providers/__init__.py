@@ -1,5 +1,9 @@
 """The six report providers, in the fixed order the product uses everywhere."""
 
+from collections.abc import Iterable
+
+from django.conf import settings
+
 from reports.providers.base import BaseProvider, ProviderError
 from reports.providers.hunter import HunterProvider
 from reports.providers.llm import LlmProvider
@@ -35,6 +39,19 @@ def get_provider(name: str) -> BaseProvider:
     return PROVIDERS[name]
 
 
+def missing_keys(names: Iterable[str] | None = None) -> dict[str, str]:
+    """{provider: its key setting} for the providers (all by default) whose API key is not set, in
+    live mode; empty in the sandbox, which needs no key."""
+    if settings.PROVIDER_MODE != "live":
+        return {}
+    wanted = set(PROVIDER_ORDER if names is None else names)
+    return {
+        name: provider.key_setting
+        for name, provider in PROVIDERS.items()
+        if name in wanted and provider.key_setting and not provider.api_key()
+    }
+
+
 __all__ = [
     "PROVIDERS",
     "PROVIDER_ORDER",
@@ -42,4 +59,5 @@ __all__ = [
     "ProviderError",
     "applicable_providers",
     "get_provider",
+    "missing_keys",
 ]
