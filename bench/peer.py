@@ -1,6 +1,6 @@
 """The peer the engine is measured against: the same leads run the plain Django way, without the engine.
 
-    .venv/bin/python bench/peer.py [--leads 1000] [--latency-leads 400] [--only overhead|latency]
+    .venv/bin/python bench/peer.py [--leads 1000] [--latency-leads 400] [--only overhead|latency] [--no-save]
 
 One django-q2 task per lead (ORM broker, the project's Q_CLUSTER settings) calls
 `reports.services.report_generate` for its batch lead, which logs and bills every provider call as it
@@ -149,8 +149,11 @@ def peer_check(batch_id: int, *, expected_total: int) -> list[str]:
     return problems
 
 
-def run_peer(procs: Processes, env: dict, *, leads: int, workers: int, prefix: str) -> dict:
-    """Run `leads` fresh leads as one task each on a qcluster of `workers` processes; the figures."""
+def run_peer(
+    procs: Processes, env: dict, *, leads: int, workers: int, prefix: str, save: bool = True
+) -> dict:
+    """Run `leads` fresh leads as one task each on a qcluster of `workers` processes; the figures.
+    `save=False` enqueues the tasks with django-q2's `save=False`: no result row for a success."""
     from django.db import transaction
     from django.db.models import Max, Min
     from django.utils import timezone
@@ -170,7 +173,7 @@ def run_peer(procs: Processes, env: dict, *, leads: int, workers: int, prefix: s
         enqueue_started = time.monotonic()
         with transaction.atomic():
             for row_id in row_ids:
-                async_task(TASK, row_id)
+                async_task(TASK, row_id, save=save)
         enqueued = time.monotonic()
         wait_for(lambda: finished.count() >= leads, 1800, f"{leads} peer leads", interval=0.2)
         wall = time.monotonic() - enqueued
@@ -212,7 +215,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Q_WORKERS of the 0 ms run")
     parser.add_argument("--latency-workers", type=int, default=20, help="Q_WORKERS of the 300 ms run")
     parser.add_argument("--only", choices=["overhead", "latency"], default=None)
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="enqueue with save=False: django-q2 stores no result for a successful task (with the "
+        "project's save_limit of 1000, storing one locks and reads up to 1,000 result rows)",
+    )
     args = parser.parse_args()
+    save = not args.no_save
+    variant = "" if save else ", tasks with save=False"
 
     base = bench_env(DB, SANDBOX_FAILURE_RATE="0")
     fresh_database(base)
@@ -224,9 +235,11 @@ def main() -> None:
     with Processes("peer") as procs:
         if args.only in (None, "overhead"):
             env = bench_env(DB, SANDBOX_FAILURE_RATE="0", SANDBOX_LATENCY_MS="0", Q_WORKERS=args.workers)
-            run = run_peer(procs, env, leads=args.leads, workers=args.workers, prefix=f"peerzero{stamp}")
+            run = run_peer(
+                procs, env, leads=args.leads, workers=args.workers, prefix=f"peerzero{stamp}", save=save
+            )
             figures.add(
-                f"peer throughput, 0 ms latency, {args.leads} leads, Q_WORKERS={args.workers}",
+                f"peer throughput, 0 ms latency, {args.leads} leads, Q_WORKERS={args.workers}{variant}",
                 f"{run['rate']:.1f} leads/s ({run['elapsed']:.1f} s; enqueue {run['enqueue']:.1f} s before)",
                 passed=None if not run["problems"] else False,
             )
@@ -240,12 +253,14 @@ def main() -> None:
 
             workers = args.latency_workers
             env = bench_env(DB, SANDBOX_FAILURE_RATE="0", SANDBOX_LATENCY_MS="300", Q_WORKERS=workers)
-            run = run_peer(procs, env, leads=args.latency_leads, workers=workers, prefix=f"peerlat{stamp}")
+            run = run_peer(
+                procs, env, leads=args.latency_leads, workers=workers, prefix=f"peerlat{stamp}", save=save
+            )
             path_ms = critical_path_ms(run["batch"].pk, 300)
             ideal = workers / (path_ms / 1000)
             figures.add(
                 f"peer throughput, 300 ms latency, {args.latency_leads} leads, Q_WORKERS={workers} "
-                f"({workers} in flight)",
+                f"({workers} in flight){variant}",
                 f"{run['rate']:.2f} leads/s = {run['rate'] / ideal:.3f} of ideal {ideal:.2f} "
                 f"(critical path {path_ms:.0f} ms/lead)",
                 passed=None if not run["problems"] else False,
