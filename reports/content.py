@@ -5,6 +5,7 @@ rendered by reports/jinja2/reports/report.html: scores, top issues, quick wins, 
 summary, contacts and the data sources with their dates.
 """
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +86,16 @@ def _website_checks(audit) -> tuple[int, list[dict[str, str]], list[str]]:
     return max(0, score), issues, wins
 
 
+_HTTP_SUFFIX = re.compile(r"\s*\(HTTP \d{3}\)$")
+
+
+def _missing_note(label: str, reason: str) -> str:
+    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site
+    (FAILED_DOCUMENT_REQUEST: net::ERR_TIMED_OUT)"."""
+    reason = _HTTP_SUFFIX.sub("", reason)
+    return f"{label} {reason}" if reason.startswith("could not") else f"{label}: {reason}"
+
+
 def grade(score: int | None) -> str:
     if score is None:
         return "-"
@@ -105,8 +116,10 @@ def report_content(
     cached: set[str],
     generated_at: datetime,
     provider_mode: str,
+    missing: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The report's content. `data` maps provider names to their dataclasses (only those that ran)."""
+    """The report's content. `data` maps provider names to their dataclasses (only those that ran);
+    `missing` the providers that could not serve this lead to the reason, marked in the report."""
     from reports.providers import PROVIDERS
 
     website = data.get(Provider.WEBSITE)
@@ -186,6 +199,16 @@ def report_content(
         "seo": seo,
         "screenshot": screenshot.to_dict() if screenshot is not None else None,
         "emails": list(hunter.emails) if hunter is not None else [],
+        "missing_sections": [
+            {
+                "provider": name,
+                "label": PROVIDERS[name].label,
+                "note": _missing_note(PROVIDERS[name].label, reason),
+            }
+            for name, reason in sorted(
+                (missing or {}).items(), key=lambda item: list(PROVIDERS).index(item[0])
+            )
+        ],
         "sources": [
             {
                 "provider": name,

@@ -40,6 +40,9 @@ class ReportOutcome:
     cost_usd: Decimal = Decimal("0")
     cost_breakdown: dict[str, str] = field(default_factory=dict)
     error: ProviderError | None = None
+    # The sections the report lacks because of the lead's own problem (`partial=True` only), each
+    # {"provider", "code", "message"}.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 class _ThreadRuntime(threading.local):
@@ -83,10 +86,18 @@ async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: d
 
 class _ReportRun:
     def __init__(
-        self, *, lead: Lead, batch_lead_id: int | None, attempt: int, at: datetime | None, cache_lookup: bool
+        self,
+        *,
+        lead: Lead,
+        batch_lead_id: int | None,
+        attempt: int,
+        at: datetime | None,
+        cache_lookup: bool,
+        partial: bool = False,
     ):
         self.lead = lead
         self.cache_lookup = cache_lookup
+        self.partial = partial
         self.info = LeadInfo.from_lead(lead)
         self.batch_lead_id = batch_lead_id
         self.attempt = attempt
@@ -97,6 +108,8 @@ class _ReportRun:
         self.cached: set[str] = set()
         self.costs: dict[str, Decimal] = {}
         self.errors: list[ProviderError] = []
+        # The lead's own problems, when the report is built without their sections (partial).
+        self.missing: list[ProviderError] = []
         self.unsaved_calls: list[ProviderCall] = []
         self.unsaved_results: list[ProviderResult] = []
 
@@ -205,7 +218,10 @@ class _ReportRun:
                 )
                 status = ProviderCall.Status.SUCCEEDED
             else:
-                self.errors.append(result.error)
+                if self.partial and PROVIDERS[name].leads_own(result.error):
+                    self.missing.append(result.error)
+                else:
+                    self.errors.append(result.error)
                 status = ProviderCall.Status.FAILED
             self.unsaved_calls.append(self._call_row(name, status=status, result=result, cost=cost))
         if commit and (paid or self.unsaved_results):
@@ -257,6 +273,7 @@ class _ReportRun:
             cached=self.cached,
             generated_at=self.now,
             provider_mode=settings.PROVIDER_MODE,
+            missing={error.provider: error.message for error in self.missing},
         )
         report = Report(
             lead=self.lead,
@@ -285,6 +302,14 @@ class _ReportRun:
             cost_usd=sum(self.costs.values(), Decimal("0")).quantize(COST_QUANTUM),
             cost_breakdown={name: str(cost.quantize(COST_QUANTUM)) for name, cost in self.costs.items()},
             error=error,
+            warnings=[
+                {"provider": missing.provider, "code": missing.code, "message": missing.message}
+                for missing in sorted(
+                    self.missing, key=lambda missing: PROVIDER_ORDER.index(missing.provider)
+                )
+            ]
+            if report is not None
+            else [],
         )
 
 
@@ -295,6 +320,7 @@ def report_generate(
     attempt: int = 1,
     at: datetime | None = None,
     cache_lookup: bool = True,
+    partial: bool = False,
 ) -> ReportOutcome:
     """Build a report for `lead`: reuse fresh cached provider data at $0, call the other applicable
     providers concurrently, log and bill every call, and save the Report with its rendered HTML.
@@ -304,11 +330,19 @@ def report_generate(
     If any provider fails the outcome carries the error (transient only if every failure was) and no
     report; the caller decides on retries. `at` (default now) is the call time: prices in force and
     cache freshness are judged at it. `cache_lookup=False` is for a caller that has just seen nothing
-    in the cache for the lead: every provider is called without looking. Sync; safe to call from
-    worker threads, not from a running loop.
+    in the cache for the lead: every provider is called without looking. `partial=True`: a provider
+    failing for the lead's own reason (its site cannot be loaded; see BaseProvider.leads_own) does not
+    fail the report; the report is built from the providers that answered, marks the missing section,
+    and the outcome lists it in `warnings`. Sync; safe to call from worker threads, not from a running
+    loop.
     """
     return _ReportRun(
-        lead=lead, batch_lead_id=batch_lead_id, attempt=attempt, at=at, cache_lookup=cache_lookup
+        lead=lead,
+        batch_lead_id=batch_lead_id,
+        attempt=attempt,
+        at=at,
+        cache_lookup=cache_lookup,
+        partial=partial,
     ).run()
 
 

@@ -291,6 +291,11 @@ class BaseProvider:
             return self.error("connection_error", one_line(str(exc)) or type(exc).__name__, transient=True)
         return self.error("http_error", one_line(str(exc)) or type(exc).__name__)
 
+    def leads_own(self, error: ProviderError) -> bool:
+        """Whether `error` is the lead's own problem (its site cannot be loaded, its domain is not
+        valid): retrying cannot help, and a report can still be built without this provider."""
+        return not error.transient and not error.unavailable and error.code != "bad_response"
+
     def precheck(self, lead: LeadInfo) -> ProviderError | None:
         """An error found before any request: a key missing in live mode (ours, for every lead) or a
         lead the provider cannot be asked about."""

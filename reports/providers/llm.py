@@ -116,6 +116,10 @@ class LlmProvider(BaseProvider):
         overrides = getattr(settings, "PROVIDER_BASE_URLS", None) or {}
         return (overrides.get(self.name) or settings.LLM_BASE_URL).rstrip("/")
 
+    def leads_own(self, error: ProviderError) -> bool:
+        # The summary is the report's core: without it there is no report to build.
+        return False
+
     def messages(self, lead: LeadInfo, context: dict[str, Any]) -> list[dict[str, str]]:
         budget = LLM_MAX_INPUT_TOKENS - MESSAGE_OVERHEAD_TOKENS - len(SYSTEM_PROMPT.encode("utf-8"))
         return [

@@ -760,3 +760,85 @@ def test_unavailable_provider_decides_the_reports_error(replay_server, lead_fact
         ("semrush", "succeeded", Decimal("0.08")),
         ("website", "succeeded", Decimal("0")),
     ]
+
+
+# The lead's own problem: the report is still built (partial=True, as a batch asks for it).
+
+
+def serve_all_but_pagespeed(server):
+    server.answer("website", 200, payloads.WEBSITE, {"Content-Type": "text/html; charset=utf-8"})
+    server.answer("semrush", 200, fixture_bytes(SEMRUSH_SEOBOOK), TEXT)
+    server.answer("screenshot", 200, payloads.jpeg(), {"Content-Type": "image/jpeg"})
+    server.answer("hunter", 200, fixture_bytes(HUNTER_STRIPE), JSON)
+    server.answer("llm", 200, payloads.LLM)
+
+
+def test_site_pagespeed_cannot_load_gives_a_report_without_that_section(replay_server, lead_factory):
+    serve_all_but_pagespeed(replay_server)
+    replay_server.answer("pagespeed", 400, fixture_bytes(PAGESPEED_FAILED_DOCUMENT), JSON)
+    lead = lead_factory(website=f"{replay_server.base_url}/website/", email="")
+
+    outcome = report_generate(lead=lead, partial=True)
+
+    note = "PageSpeed Insights could not load this site (FAILED_DOCUMENT_REQUEST: net::ERR_TIMED_OUT)"
+    assert outcome.error is None
+    assert outcome.warnings == [
+        {
+            "provider": "pagespeed",
+            "code": "failed_document_request",
+            "message": "could not load this site (FAILED_DOCUMENT_REQUEST: net::ERR_TIMED_OUT) (HTTP 400)",
+        }
+    ]
+    report = outcome.report
+    assert report.scores == {}
+    assert report.data["missing_sections"] == [
+        {"provider": "pagespeed", "label": "PageSpeed Insights", "note": note}
+    ]
+    assert f"<li>{note}.</li>" in report.html
+    assert "<h2>Scores</h2>" not in report.html
+    # The LLM was asked without Lighthouse facts; the failed call is logged and free.
+    llm_request = next(request for request in replay_server.requests if request["provider"] == "llm")
+    assert "Lighthouse" not in json.loads(llm_request["body"])["messages"][1]["content"]
+    assert outcome.cost_usd == Decimal("0.200378")
+    assert ProviderCall.objects.get(lead=lead, provider="pagespeed").status == "failed"
+
+
+def test_without_partial_the_leads_own_problem_fails_it_without_retry(replay_server, lead_factory):
+    serve_all_but_pagespeed(replay_server)
+    replay_server.answer("pagespeed", 400, fixture_bytes(PAGESPEED_FAILED_DOCUMENT), JSON)
+    lead = lead_factory(website=f"{replay_server.base_url}/website/", email="")
+
+    outcome = report_generate(lead=lead)
+
+    assert outcome.report is None
+    assert (outcome.error.code, kind(outcome.error)) == ("failed_document_request", "lead")
+    assert outcome.warnings == []
+
+
+def test_partial_report_still_pauses_for_a_provider_unavailable_to_every_lead(replay_server, lead_factory):
+    serve_all_but_pagespeed(replay_server)
+    replay_server.answer("pagespeed", 400, fixture_bytes(PAGESPEED_FAILED_DOCUMENT), JSON)
+    replay_server.answer("hunter", 429, {"errors": [{"id": "too_many_requests", "code": 429}]})
+    lead = lead_factory(website=f"{replay_server.base_url}/website/", email="")
+
+    outcome = report_generate(lead=lead, partial=True)
+
+    assert outcome.report is None
+    assert (outcome.error.provider, kind(outcome.error)) == ("hunter", "unavailable")
+    assert outcome.warnings == []
+
+
+def test_partial_report_retries_a_transient_llm_failure_not_the_leads_own(replay_server, lead_factory):
+    serve_all_but_pagespeed(replay_server)
+    replay_server.answer("pagespeed", 400, fixture_bytes(PAGESPEED_FAILED_DOCUMENT), JSON)
+    replay_server.answer("llm", 503, {"error": {"message": "The server is overloaded."}})
+    lead = lead_factory(website=f"{replay_server.base_url}/website/", email="")
+
+    outcome = report_generate(lead=lead, partial=True)
+
+    assert outcome.report is None
+    assert (outcome.error.provider, outcome.error.code, kind(outcome.error)) == (
+        "llm",
+        "http_503",
+        "transient",
+    )
