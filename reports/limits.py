@@ -2,12 +2,13 @@
 
 With REDIS_URL set the limits hold across every process and host (one Lua script per attempt: a sorted
 set of holders whose scores are lease expiries, so a crashed holder frees its slot when the lease runs
-out, and a per-second INCR counter with EXPIRE). Without Redis they hold per process (a lock-protected
-counter shared by all threads and event loops of the process).
+out, per-second and per-minute INCR counters with EXPIRE, and a hold key). Without Redis they hold per
+process (a lock-protected counter shared by all threads and event loops of the process).
 
-Limits come from settings.PROVIDER_LIMITS ({provider: {"concurrency": n, "per_second": r}}), merged
-over DEFAULT_LIMITS. They apply in live mode only: the sandbox charges nothing and must not be the
-bottleneck of a 0-latency benchmark.
+Limits come from settings.PROVIDER_LIMITS ({provider: {"concurrency": n, "per_second": r,
+"per_minute": m}}), merged over DEFAULT_LIMITS. When a provider asks to slow down (`hold_off`, after a
+rate-limited answer), nobody starts a call to it until the hold ends. They apply in live mode only: the
+sandbox charges nothing and must not be the bottleneck of a 0-latency benchmark.
 """
 
 import asyncio
@@ -32,16 +33,23 @@ DEFAULT_LIMITS: dict[str, dict[str, float]] = {
     Provider.PAGESPEED: {"concurrency": 20, "per_second": 4},
     Provider.SEMRUSH: {"concurrency": 10, "per_second": 10},
     Provider.SCREENSHOT: {"concurrency": 10, "per_second": 5},
-    # Hunter: 15 requests per second.
-    Provider.HUNTER: {"concurrency": 10, "per_second": 15},
+    # Hunter Domain Search: 15 requests per second and 500 per minute.
+    Provider.HUNTER: {"concurrency": 10, "per_second": 15, "per_minute": 500},
     Provider.LLM: {"concurrency": 20, "per_second": 50},
 }
+
+
+# The longest a rate-limited answer holds every caller off; the lead that met it waits its own
+# Retry-After in the engine's backoff.
+MAX_HOLD_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class Limit:
     concurrency: int
     per_second: float
+    # 0: no per-minute limit.
+    per_minute: float = 0
 
 
 def limit_for(provider: str) -> Limit | None:
@@ -49,7 +57,11 @@ def limit_for(provider: str) -> Limit | None:
         return None
     configured = (getattr(settings, "PROVIDER_LIMITS", None) or {}).get(provider, {})
     merged = {**DEFAULT_LIMITS.get(provider, {"concurrency": 10, "per_second": 10}), **configured}
-    return Limit(concurrency=int(merged["concurrency"]), per_second=float(merged["per_second"]))
+    return Limit(
+        concurrency=int(merged["concurrency"]),
+        per_second=float(merged["per_second"]),
+        per_minute=float(merged.get("per_minute", 0)),
+    )
 
 
 class LocalLimiter:
@@ -59,18 +71,33 @@ class LocalLimiter:
         self._lock = threading.Lock()
         self._holders: dict[str, int] = {}
         self._window: dict[str, tuple[int, int]] = {}
+        self._minute: dict[str, tuple[int, int]] = {}
+        self._hold: dict[str, float] = {}
 
     def try_acquire(self, provider: str, limit: Limit, token: str) -> bool:
-        second = int(time.time())
+        now = time.time()
+        second, minute = int(now), int(now // 60)
         with self._lock:
+            if self._hold.get(provider, 0.0) > now:
+                return False
             window_second, started = self._window.get(provider, (second, 0))
             if window_second != second:
                 started = 0
+            window_minute, started_minute = self._minute.get(provider, (minute, 0))
+            if window_minute != minute:
+                started_minute = 0
             if self._holders.get(provider, 0) >= limit.concurrency or started >= limit.per_second:
+                return False
+            if limit.per_minute and started_minute >= limit.per_minute:
                 return False
             self._holders[provider] = self._holders.get(provider, 0) + 1
             self._window[provider] = (second, started + 1)
+            self._minute[provider] = (minute, started_minute + 1)
             return True
+
+    def hold_off(self, provider: str, seconds: float) -> None:
+        with self._lock:
+            self._hold[provider] = max(self._hold.get(provider, 0.0), time.time() + seconds)
 
     def release(self, provider: str, token: str) -> None:
         with self._lock:
@@ -80,17 +107,32 @@ class LocalLimiter:
         return self._holders.get(provider, 0)
 
 
-# KEYS[1] holders (sorted set: member = token, score = lease expiry), KEYS[2] this second's counter.
-# ARGV: now, lease expiry, token, concurrency, per-second rate.
+# KEYS[1] holders (sorted set: member = token, score = lease expiry), KEYS[2] this second's counter,
+# KEYS[3] this minute's counter, KEYS[4] the hold (a time until which nobody starts).
+# ARGV: now, lease expiry, token, concurrency, per-second rate, holders' TTL, per-minute rate (0: none).
 _ACQUIRE_SCRIPT = """
+if tonumber(redis.call('GET', KEYS[4]) or '0') > tonumber(ARGV[1]) then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
 local started = tonumber(redis.call('GET', KEYS[2]) or '0')
 if started >= tonumber(ARGV[5]) then return 0 end
+local per_minute = tonumber(ARGV[7])
+if per_minute > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= per_minute then return 0 end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 2)
+if per_minute > 0 then
+  redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], 61)
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+return 1
+"""
+# KEYS[1] the hold; ARGV: its end (seconds since the epoch), its TTL in milliseconds. Only extends it.
+_HOLD_SCRIPT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
 return 1
 """
 
@@ -103,15 +145,33 @@ class RedisLimiter:
 
         self.client = redis.Redis.from_url(url)
         self._acquire = self.client.register_script(_ACQUIRE_SCRIPT)
+        self._hold = self.client.register_script(_HOLD_SCRIPT)
 
     def _keys(self, provider: str, second: int) -> list[str]:
-        return [f"{KEY_PREFIX}:{provider}:holders", f"{KEY_PREFIX}:{provider}:second:{second}"]
+        return [
+            f"{KEY_PREFIX}:{provider}:holders",
+            f"{KEY_PREFIX}:{provider}:second:{second}",
+            f"{KEY_PREFIX}:{provider}:minute:{second // 60}",
+            f"{KEY_PREFIX}:{provider}:hold",
+        ]
 
     def try_acquire(self, provider: str, limit: Limit, token: str) -> bool:
         now = time.time()
         keys = self._keys(provider, int(now))
-        args = [now, now + LEASE_SECONDS, token, limit.concurrency, limit.per_second, LEASE_SECONDS * 2]
+        args = [
+            now,
+            now + LEASE_SECONDS,
+            token,
+            limit.concurrency,
+            limit.per_second,
+            LEASE_SECONDS * 2,
+            limit.per_minute,
+        ]
         return bool(self._acquire(keys=keys, args=args))
+
+    def hold_off(self, provider: str, seconds: float) -> None:
+        until = time.time() + seconds
+        self._hold(keys=[self._keys(provider, 0)[3]], args=[until, max(1, int(seconds * 1000))])
 
     def release(self, provider: str, token: str) -> None:
         self.client.zrem(self._keys(provider, 0)[0], token)
@@ -135,6 +195,14 @@ def limiter() -> LocalLimiter | RedisLimiter:
         if url not in _redis:
             _redis[url] = RedisLimiter(url)
         return _redis[url]
+
+
+def provider_hold_off(provider: str, seconds: float | None) -> None:
+    """After a provider asked to slow down: nobody in the cluster starts a call to it for `seconds`
+    (at most MAX_HOLD_SECONDS). Live mode only, like the limits."""
+    if not seconds or seconds <= 0 or limit_for(provider) is None:
+        return
+    limiter().hold_off(provider, min(float(seconds), MAX_HOLD_SECONDS))
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ from django.utils import timezone
 from leads.models import Lead
 from reports import sandbox, writes
 from reports.content import CATEGORY_LABELS, report_content
-from reports.limits import provider_slot
+from reports.limits import provider_hold_off, provider_slot
 from reports.models import Provider, ProviderCall, ProviderResult, Report
 from reports.pricing import COST_QUANTUM, PriceInfo, call_cost
 from reports.providers import PROVIDER_ORDER, PROVIDERS, ProviderError, applicable_providers
@@ -81,7 +81,12 @@ def _loop_and_client() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]:
 
 async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: dict) -> CallResult:
     async with provider_slot(name):
-        return await PROVIDERS[name].call(client, lead, context)
+        result = await PROVIDERS[name].call(client, lead, context)
+    error = result.error
+    if error is not None and error.transient and error.code == "rate_limited":
+        # The provider asked the whole account to slow down, not just this lead.
+        provider_hold_off(name, error.retry_after)
+    return result
 
 
 class _ReportRun:
