@@ -7,14 +7,23 @@ dropped event, a missed group message or a restarted server costs nothing: the n
 import asyncio
 import contextlib
 import json
+import logging
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import DatabaseError
 
 from batches.events import batch_group
 from batches.models import BatchReport
 from batches.selectors import batch_snapshot
+
+logger = logging.getLogger(__name__)
+
+# Close codes of a socket that cannot go on: the database is away (try again later), or something else
+# went wrong. Either way the page reconnects with backoff and resyncs from a fresh snapshot.
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_INTERNAL_ERROR = 1011
 
 CLOSE_FORBIDDEN = 4003
 CLOSE_NOT_FOUND = 4004
@@ -160,6 +169,20 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
         self._hint.set()
 
     async def _run(self):
+        """Follow the batch; a socket that cannot read it closes, so that its client reconnects rather
+        than wait on a socket that has gone silent."""
+        try:
+            await self._follow()
+        except DatabaseError:
+            logger.warning(
+                "batch %s: snapshot unavailable; closing the socket to be reconnected", self.batch_id
+            )
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+        except Exception:
+            logger.exception("batch %s: the progress socket failed", self.batch_id)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
+
+    async def _follow(self):
         snapshot = await snapshots.get(self.batch_id, not_before=time.monotonic())
         await self._send("snapshot", snapshot)
         finished = snapshot["status"] in FINISHED_STATUSES

@@ -10,7 +10,7 @@ What it keeps true:
   have settled, and queues its successor while the batch has work and may run: long batches are chains
   of bounded tasks that any worker on any host may pick up;
 - the database going away (a restart, a failover) is waited out: claims pause, settles and renewals
-  are tried again on a new connection, for as long as a lease lasts;
+  are tried again on a new connection (settles for up to a slice's length);
 - any other unexpected error in a thread stops the claiming, lets the other leads in flight finish, and
   is raised; the leads stay with their leases until they are settled or recovered.
 """
@@ -178,9 +178,12 @@ def _worker(claims: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
 
 
 def _settle_surely(claim, result) -> str | None:
-    """Settle, trying again on a new connection while the database is away, for one lease at most
-    (after that recovery may have taken the lead back, and the settle would find its lease lost)."""
-    give_up = time.monotonic() + lease_seconds()
+    """Settle, trying again on a new connection while the database is away (for up to a runner slice).
+
+    A settle that gets through after the lease expired finds it lost if recovery took the lead back
+    meanwhile, and changes nothing: the lead's retry reuses what this attempt paid for.
+    """
+    give_up = time.monotonic() + settings.RUNNER_SLICE_SECONDS
     while True:
         try:
             return settle(claim, result)

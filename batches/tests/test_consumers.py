@@ -214,3 +214,30 @@ async def test_many_sockets_on_one_batch_share_the_snapshot_reads(viewer, monkey
     tick_reads = len(reads) - len(started)
     assert ticks_each >= 2
     assert tick_reads <= window / consumers.SNAPSHOT_TTL_SECONDS + 2 < 10 * ticks_each
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_that_cannot_read_the_batch_closes_so_its_client_reconnects(viewer, monkeypatch):
+    """The database going away mid-batch (bench/drills/pg_restart.py does it for real) must not leave
+    a socket open and silent: it closes with 1013 (try again later), and the page reconnects."""
+    from django.db import OperationalError
+
+    batch = await sync_to_async(make_batch)(
+        user=viewer, statuses=["pending"] * 3, status=BatchReport.Status.RUNNING
+    )
+    headers = await sync_to_async(socket_headers)(viewer)
+    real_read = consumers._read_snapshot
+    reads = itertools.count()
+
+    async def read_then_fail(batch_id):
+        if next(reads):
+            raise OperationalError("the database system is shutting down")
+        return await real_read(batch_id)
+
+    monkeypatch.setattr(consumers, "_read_snapshot", read_then_fail)
+    comm = communicator(batch.pk, headers)
+    connected, _ = await comm.connect()
+    assert connected
+    assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    await comm.wait()
