@@ -20,10 +20,11 @@ from batches.selectors import batch_snapshot
 
 logger = logging.getLogger(__name__)
 
-# Close codes of a socket that cannot go on: the database is away (try again later), or something else
-# went wrong. Either way the page reconnects with backoff and resyncs from a fresh snapshot.
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_INTERNAL_ERROR = 1011
+# Close codes of a socket that cannot go on (an ASGI server may send only 1000 and 3000-4999, so the
+# application's own codes, after HTTP's 503 and 500): the database is away, or something else went
+# wrong. Either way the page reconnects with backoff and resyncs from a fresh snapshot.
+CLOSE_TRY_AGAIN_LATER = 4503
+CLOSE_INTERNAL_ERROR = 4500
 
 CLOSE_FORBIDDEN = 4003
 CLOSE_NOT_FOUND = 4004

@@ -219,7 +219,7 @@ async def test_many_sockets_on_one_batch_share_the_snapshot_reads(viewer, monkey
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_that_cannot_read_the_batch_closes_so_its_client_reconnects(viewer, monkeypatch):
     """The database going away mid-batch (bench/drills/pg_restart.py does it for real) must not leave
-    a socket open and silent: it closes with 1013 (try again later), and the page reconnects."""
+    a socket open and silent: it closes with 4503 (try again later), and the page reconnects."""
     from django.db import OperationalError
 
     batch = await sync_to_async(make_batch)(
@@ -239,5 +239,5 @@ async def test_a_socket_that_cannot_read_the_batch_closes_so_its_client_reconnec
     connected, _ = await comm.connect()
     assert connected
     assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
-    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4503}
     await comm.wait()
