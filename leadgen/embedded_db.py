@@ -24,8 +24,8 @@ import contextlib
 import fcntl
 import json
 import os
-import pwd
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -147,12 +147,15 @@ def _stop(pgdata: Path) -> bool:
     lines = _postmaster(pgdata)
     if lines is None:
         return False
-    # pg_ctl refuses to run as root: as root, run it as the owner of the data directory.
-    user = pwd.getpwuid(pgdata.stat().st_uid).pw_name if os.geteuid() == 0 else None
-    _library().pg_ctl(["-w", "-t", "60", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    # pg_ctl returns once postmaster.pid is gone, a moment before the postmaster itself.
-    deadline = time.monotonic() + 10
-    while _alive(int(lines[0])) and time.monotonic() < deadline:
+    pid = int(lines[0])
+    # SIGINT is PostgreSQL's fast shutdown (what `pg_ctl stop -m fast` sends): clients are disconnected.
+    # Sent from here, as root too, where pg_ctl would have to run as the server's user and reach the
+    # data directory through folders that may have been closed to that user since the server started.
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"The embedded PostgreSQL server did not stop: see {pgdata / 'log'}")
         time.sleep(0.05)
     return True
 
