@@ -285,6 +285,9 @@ PROVIDER_TIMEOUTS = {
 PROVIDER_BASE_URLS = _provider_map("PROVIDER_BASE_URLS", str, LIVE_PROVIDERS)
 # The regional database SEMrush is asked for (it bills per line, and answers every database without).
 SEMRUSH_DATABASE = env.str("SEMRUSH_DATABASE", default="us")
+# A provider's circuit opens after this many consecutive transient failures, for the cool-down.
+PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)
+PROVIDER_BREAKER_COOLDOWN_SECONDS = env.float("PROVIDER_BREAKER_COOLDOWN_SECONDS", default=30.0)
 
 # Batches.
 DAILY_BUDGET_USD = Decimal(env.str("DAILY_BUDGET_USD", default="1000"))

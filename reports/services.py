@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 from reports import sandbox, writes
+from reports.breaker import breaker_open_for, breaker_record
 from reports.content import CATEGORY_LABELS, report_content
 from reports.limits import provider_hold_off, provider_slot
 from reports.models import Provider, ProviderCall, ProviderResult, Report
@@ -80,8 +81,20 @@ def _loop_and_client() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]:
 
 
 async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: dict) -> CallResult:
+    wait = breaker_open_for(name)
+    if wait > 0:
+        # The provider is down: answer at once, so the lead waits out the cool-down instead of a timeout.
+        error = ProviderError(
+            provider=name,
+            code="circuit_open",
+            message=f"failing repeatedly; circuit open for {wait:.0f} s",
+            transient=True,
+            retry_after=wait,
+        )
+        return CallResult(provider=name, error=error)
     async with provider_slot(name):
         result = await PROVIDERS[name].call(client, lead, context)
+    breaker_record(name, result.error)
     error = result.error
     if error is not None and error.transient and error.code == "rate_limited":
         # The provider asked the whole account to slow down, not just this lead.

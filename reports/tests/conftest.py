@@ -23,6 +23,19 @@ def sandbox_settings(settings):
     return settings
 
 
+@pytest.fixture(autouse=True)
+def fresh_breakers(settings, monkeypatch):
+    """Every test starts with every provider's circuit closed (in this process and in Redis)."""
+    from reports import breaker
+
+    monkeypatch.setattr(breaker, "_local", breaker.LocalBreakers())
+    if settings.REDIS_URL:
+        client = breaker.breakers().client
+        keys = list(client.scan_iter(f"{breaker.KEY_PREFIX}:*"))
+        if keys:
+            client.delete(*keys)
+
+
 @pytest.fixture
 def lead_factory(db):
     return LeadFactory
