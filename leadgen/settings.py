@@ -288,6 +288,9 @@ SEMRUSH_DATABASE = env.str("SEMRUSH_DATABASE", default="us")
 # A provider's circuit opens after this many consecutive transient failures, for the cool-down.
 PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)
 PROVIDER_BREAKER_COOLDOWN_SECONDS = env.float("PROVIDER_BREAKER_COOLDOWN_SECONDS", default=30.0)
+# Sandbox providers that answer as if their plan or quota were used up (drills of the pause), e.g.
+# "hunter,llm": each in its real shape (Hunter's 429, OpenAI's insufficient_quota, ...).
+SANDBOX_PROVIDERS_UNAVAILABLE = set(env.list("SANDBOX_PROVIDERS_UNAVAILABLE", default=[]))
 
 # Batches.
 DAILY_BUDGET_USD = Decimal(env.str("DAILY_BUDGET_USD", default="1000"))

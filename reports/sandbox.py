@@ -12,6 +12,9 @@ same code in both modes; only the transport differs. Everything the sandbox answ
   so a retry (the report service sets `current_attempt`) can succeed;
 - permanent failures for malformed host names and for unreachable ones (the `.invalid` top-level
   domain, which seeded data uses for unreachable sites);
+- for the providers in SANDBOX_PROVIDERS_UNAVAILABLE, every call answers as if the plan or quota were
+  used up, in the provider's real shape (Hunter's 429, OpenAI's `insufficient_quota`, ScreenshotOne's
+  `screenshots_limit_reached`, PageSpeed's daily quota, SEMrush's ERROR 132);
 - LLM token usage per lead: uniform 300-700 input and 150-350 output tokens (means 500 and 250:
   reports.pricing.LLM_EXPECTED_INPUT_TOKENS / LLM_EXPECTED_OUTPUT_TOKENS).
 
@@ -176,6 +179,8 @@ class SandboxTransport(httpx.AsyncBaseTransport):
         delay = latency_ms(provider, subject, attempt)
         if delay > 0:
             await asyncio.sleep(delay / 1000)
+        if provider in (getattr(settings, "SANDBOX_PROVIDERS_UNAVAILABLE", None) or ()):
+            return _used_up(provider)
         if provider != Provider.LLM:
             if not hostname_is_valid(subject):
                 return _permanent(provider, subject, "malformed")
@@ -258,6 +263,43 @@ def _transient(provider: str, status: int) -> httpx.Response:
     if provider == Provider.WEBSITE:
         return _text(status, f"<html><body><h1>{status} {reason}</h1></body></html>", "text/html", headers)
     return _text(status, reason, headers=headers)
+
+
+def _used_up(provider: str) -> httpx.Response:
+    """A plan or quota used up, as each provider answers it (../shared/provider-fixtures/)."""
+    if provider == Provider.HUNTER:
+        details = "You have reached your usage limit. Upgrade your plan if necessary."
+        return _json(429, {"errors": [{"id": "too_many_requests", "code": 429, "details": details}]})
+    if provider == Provider.LLM:
+        message = "You exceeded your current quota, please check your plan and billing details."
+        error = {
+            "message": message,
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        }
+        return _json(429, {"error": error})
+    if provider == Provider.SCREENSHOT:
+        message = "The usage quota has been exceeded."
+        body = {"is_successful": False, "error_code": "screenshots_limit_reached", "error_message": message}
+        return _json(400, body)
+    if provider == Provider.PAGESPEED:
+        message = (
+            "Quota exceeded for quota metric 'Queries' and limit 'Queries per day' of service "
+            "'pagespeedonline.googleapis.com'."
+        )
+        info = {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "RATE_LIMIT_EXCEEDED",
+            "metadata": {"quota_limit": "defaultPerDayPerProject", "quota_limit_value": "25000"},
+        }
+        return _json(
+            429,
+            {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": [info]}},
+        )
+    if provider == Provider.SEMRUSH:
+        return _text(403, "ERROR 132 :: API UNITS BALANCE IS ZERO")
+    return _text(503, "Service Unavailable")
 
 
 def _permanent(provider: str, subject: str, why: str) -> httpx.Response:
@@ -399,6 +441,35 @@ def _metric(audit_id: str, title: str, value: float, display: str, good: float, 
     }
 
 
+# The regional databases of a SEMrush answer without `database`, in its order (the silktide.com file).
+SEMRUSH_DATABASES = (
+    "ar",
+    "au",
+    "be",
+    "bing-us",
+    "br",
+    "ca",
+    "ch",
+    "de",
+    "dk",
+    "es",
+    "fi",
+    "fr",
+    "hk",
+    "ie",
+    "il",
+    "it",
+    "mx",
+    "nl",
+    "no",
+    "pl",
+    "ru",
+    "se",
+    "sg",
+    "tr",
+    "uk",
+    "us",
+)
 SEMRUSH_HEADER = (
     "Database;Domain;Rank;Organic Keywords;Organic Traffic;Organic Cost;"
     "Adwords Keywords;Adwords Traffic;Adwords Cost"
@@ -412,11 +483,8 @@ def _semrush(request: httpx.Request, subject: str, body) -> httpx.Response:
     keywords = int(rng.lognormvariate(4.5, 1.3))
     traffic = int(keywords * rng.uniform(0.5, 6))
     paid = rng.choice([0, 0, 0, rng.randint(1, 80)])
-    # One row for the database asked for, as SEMrush answers with `database` set.
-    row = [
-        request.url.params.get("database") or "us",
-        subject,
-        str(rng.randint(40_000, 25_000_000)),
+    rank = rng.randint(40_000, 25_000_000)
+    values = [
         str(keywords),
         str(traffic),
         str(int(traffic * rng.uniform(0.2, 3.5))),
@@ -424,7 +492,15 @@ def _semrush(request: httpx.Request, subject: str, body) -> httpx.Response:
         str(paid * rng.randint(0, 30)),
         str(int(paid * rng.uniform(0, 40))),
     ]
-    return _text(200, f"{SEMRUSH_HEADER}\r\n{';'.join(row)}\r\n")
+    # With `database` one row for it; without, one row per regional database in alphabetical order,
+    # the asked-for figures in the `us` row and others' shrunk (as SEMrush answers, e.g. silktide.com).
+    asked = request.url.params.get("database")
+    rows = []
+    for index, database in enumerate([asked] if asked else SEMRUSH_DATABASES):
+        own = database == (asked or "us")
+        figures = values if own else [str(int(value) // (index + 2)) for value in values]
+        rows.append(";".join([database, subject, str(rank if own else rank * (index + 2)), *figures]))
+    return _text(200, "\r\n".join([SEMRUSH_HEADER, *rows]) + "\r\n")
 
 
 @functools.cache

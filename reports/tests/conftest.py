@@ -18,6 +18,7 @@ def sandbox_settings(settings):
     settings.SANDBOX_LATENCY_MS = 0
     settings.SANDBOX_FAILURE_RATE = 0.0
     settings.SANDBOX_PROVIDER_FAILURE_RATES = {}
+    settings.SANDBOX_PROVIDERS_UNAVAILABLE = set()
     settings.SANDBOX_SEED = "tests"
     settings.PROVIDER_BASE_URLS = {}
     return settings

@@ -217,3 +217,36 @@ def test_override_transport_applies_in_both_modes(settings):
         assert result.error.code == "http_503"
     assert seen == ["api.semrush.com", "api.semrush.com"]
     assert sandbox.provider_transport() is None  # live mode, override gone
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "message"),
+    [
+        ("hunter", "plan_limit_reached", "plan usage limit reached (HTTP 429)"),
+        ("llm", "insufficient_quota", "account out of credit (HTTP 429)"),
+        ("screenshot", "screenshots_limit_reached", "plan screenshot limit reached (HTTP 400)"),
+        ("pagespeed", "quota_exhausted", "daily quota used up (HTTP 429)"),
+        ("semrush", "semrush_error_132", "API UNITS BALANCE IS ZERO"),
+    ],
+)
+def test_a_used_up_plan_answers_in_the_providers_real_shape(settings, name, code, message):
+    settings.SANDBOX_PROVIDERS_UNAVAILABLE = {name}
+    error = run_calls(name, [info("plan.com")])[0].error
+    assert (error.code, error.unavailable, error.transient, error.message) == (code, True, False, message)
+    assert run_calls("website", [info("plan.com")])[0].error is None
+
+
+def test_semrush_answers_every_database_without_one_and_one_row_with_it():
+    async def answer(params):
+        async with httpx.AsyncClient(transport=sandbox.SandboxTransport()) as client:
+            return await client.get("https://api.semrush.com/", params=params)
+
+    every = asyncio.run(answer({"type": "domain_ranks", "domain": "rows.com"})).text.splitlines()
+    one = asyncio.run(
+        answer({"type": "domain_ranks", "domain": "rows.com", "database": "us"})
+    ).text.splitlines()
+
+    assert [line.split(";")[0] for line in every[1:]] == list(sandbox.SEMRUSH_DATABASES)
+    assert one[0] == every[0] and one[1:] == [every[-1]]
+    data = run_calls("semrush", [info("rows.com")])[0].data
+    assert (data.database, data.rank) == ("us", int(one[1].split(";")[2]))
