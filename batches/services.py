@@ -253,8 +253,8 @@ def batch_launch(*, batch: BatchReport, user, enqueue: bool = True) -> BatchRepo
     """draft -> queued: price it, skip recently reported leads, then start runners after commit.
 
     Raises ServiceError when the estimate is above the batch budget, or in live mode when a provider
-    the leads need has no API key. `enqueue=False` is for callers that
-    run the batch in-process (the run_batch command); recovery still covers it if that process dies.
+    the leads need has no API key. `enqueue=False` is for callers that run the batch in-process (the
+    run_batch command); recovery still covers it if that process dies.
     """
     batch = BatchReport.objects.select_for_update().get(pk=batch.pk)
     _require_draft(batch)
