@@ -47,6 +47,9 @@ _LEASED_UNPRICED = "leased_unpriced"
 READ_AHEAD = 2
 # How long a runner reuses the leads it priced ahead at most.
 PRICED_AHEAD_SECONDS = 5.0
+# How many times a claim that reached a lead not priced ahead prices more and tries again, each time
+# reading four times as many leads (other runners' claims in flight hold the ones it had).
+CLAIM_TRIES = 4
 
 _CLAIM = (
     "SELECT outcome, row_id, lead_id, attempts, run_attempts, reserved_usd FROM batch_claim_v1("
@@ -129,12 +132,12 @@ class PricedAhead:
             and (self.valid_until is None or now < self.valid_until)
         )
 
-    def read(self, *, batch_id: int, prices: dict, now: datetime) -> None:
+    def read(self, *, batch_id: int, prices: dict, now: datetime, count: int | None = None) -> None:
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         rows = list(
             BatchReportLead.objects.filter(due, batch_id=batch_id, status=BatchReportLead.Status.PENDING)
             .select_related("lead")
-            .order_by("position")[: self.rows]
+            .order_by("position")[: count or self.rows]
         )
         amounts, valid_until, uncached = (
             worst_cases([row.lead for row in rows], prices) if rows else ([], None, set())
@@ -174,13 +177,13 @@ def claim_leads(
     """Lease up to `limit` due leads of the batch to `owner`, or say why none (STOP, DONE or WAIT).
 
     The amounts come from `ahead` (a runner's PricedAhead, read again when no longer usable); a claim
-    that reaches a lead not priced there prices the next leads and claims once more.
+    that reaches a lead not priced there prices more of the next leads and claims again.
     """
     ahead = ahead or PricedAhead(rows=limit * READ_AHEAD)
-    for _ in range(2):
+    for attempt in range(CLAIM_TRIES):
         now = timezone.now()
         if not ahead.usable(now=now, limit=limit):
-            ahead.read(batch_id=batch_id, prices=prices, now=now)
+            ahead.read(batch_id=batch_id, prices=prices, now=now, count=ahead.rows * 4**attempt)
         rows = _claim(batch_id=batch_id, owner=owner, limit=limit, now=now, amounts=ahead.amounts)
         outcome = rows[0][0]
         if outcome == _UNPRICED:
