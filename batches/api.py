@@ -165,6 +165,7 @@ SNAPSHOT_EXAMPLE = OpenApiExample(
         "eta_seconds": 95,
         "throughput_per_minute": 52.5,
         "stop_reason": "",
+        "stop_detail": "",
         "recent": [
             {
                 "lead_id": 31,
@@ -176,9 +177,24 @@ SNAPSHOT_EXAMPLE = OpenApiExample(
                 "cost_usd": "0.2031",
                 "duration_ms": 1840,
                 "report_url": "/reports/411/",
+                "warnings": [
+                    {
+                        "provider": "pagespeed",
+                        "code": "failed_document_request",
+                        "message": "could not load the site",
+                    }
+                ],
             }
         ],
         "seq": 41,
+        "providers": {
+            "website": "ok",
+            "pagespeed": "ok",
+            "semrush": "ok",
+            "screenshot": "ok",
+            "hunter": "open",
+            "llm": "ok",
+        },
     },
     response_only=True,
 )

@@ -35,6 +35,7 @@ CSV_HEADER = [
     "cost_usd",
     "duration_ms",
     "report_url",
+    "warnings",
 ]
 # Spreadsheets run cells that start with these as formulas; lead-supplied text must stay text.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -105,6 +106,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
             "cost_usd",
             "duration_ms",
             "report_id",
+            "warnings",
         )
     )
     for (
@@ -119,6 +121,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
         cost,
         duration,
         report_id,
+        warnings,
     ) in rows.iterator(chunk_size=ROWS_PER_QUERY):
         writer.writerow(
             [
@@ -133,6 +136,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
                 f"{cost:.4f}",
                 "" if duration is None else duration,
                 "" if report_id is None else report_url(report_id, request=request),
+                _cell("; ".join(f"{w.get('provider', '')}: {w.get('message', '')}" for w in warnings or [])),
             ]
         )
         if buffer.size >= CHUNK_BYTES:

@@ -128,6 +128,12 @@ class BatchReportLead(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
     cost_breakdown = models.JSONField(default=dict, blank=True)
+    warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Sections a succeeded lead's report lacks for the lead's own reason: "
+        "{provider, code, message}.",
+    )
     reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
     reserved_on = models.DateField(null=True, blank=True)
     report = models.ForeignKey(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -18,6 +19,8 @@ from leads.models import Lead
 STATS_WINDOW = timedelta(days=7)
 RECENT_LIMIT = 20
 LEAD_STATUSES = [choice for choice, _ in BatchReportLead.Status.choices]
+
+logger = logging.getLogger(__name__)
 
 
 def today() -> date:
@@ -118,6 +121,7 @@ def batch_lead_row_dict(row: BatchReportLead) -> dict:
         "cost_usd": money(row.cost_usd),
         "duration_ms": row.duration_ms,
         "report_url": reverse("reports:detail", args=[row.report_id]) if row.report_id else None,
+        "warnings": row.warnings,
     }
 
 
@@ -159,6 +163,7 @@ def batch_snapshot(*, batch_id: int) -> dict:
             "cost_usd",
             "duration_ms",
             "report_id",
+            "warnings",
             "updated_at",
         )
         .order_by("-updated_at", "-id")[:RECENT_LIMIT]
@@ -199,4 +204,29 @@ def batch_snapshot(*, batch_id: int) -> dict:
         "stop_detail": batch.stop_detail,
         "recent": recent,
         "seq": batch.seq,
+        "providers": provider_states(batch),
     }
+
+
+PROVIDER_UNAVAILABLE = "provider_unavailable"
+
+
+def provider_states(batch: BatchReport) -> dict[str, str]:
+    """Each provider's state for the batch: `ok`; `open` (its circuit is open: leads needing it wait);
+    `unavailable` (the batch paused for it: stop_detail names it first, "hunter: ...")."""
+    from redis.exceptions import RedisError
+
+    from reports.breaker import OK, breaker_states
+    from reports.providers import PROVIDER_ORDER
+
+    states = dict.fromkeys(PROVIDER_ORDER, OK)
+    if batch.provider_mode == "live":
+        try:
+            states = breaker_states(PROVIDER_ORDER)
+        except RedisError:  # Redis away: the snapshot still answers, without the circuits' state
+            logger.warning("provider circuit states unavailable", exc_info=True)
+    if batch.stop_reason == PROVIDER_UNAVAILABLE and batch.status == BatchReport.Status.PAUSED:
+        provider = batch.stop_detail.partition(":")[0].strip()
+        if provider in states:
+            states[provider] = "unavailable"
+    return states

@@ -123,6 +123,14 @@ class BatchListSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+class LeadWarningSerializer(serializers.Serializer):
+    """A section a succeeded lead's report lacks for the lead's own reason."""
+
+    provider = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
 class BatchLeadSerializer(serializers.ModelSerializer):
     lead_id = serializers.IntegerField(read_only=True)
     company_name = serializers.CharField(source="lead.company_name", read_only=True)
@@ -131,6 +139,7 @@ class BatchLeadSerializer(serializers.ModelSerializer):
     cost_usd = serializers.DecimalField(**OUT_MONEY, read_only=True)
     report_id = serializers.IntegerField(read_only=True, allow_null=True)
     report_url = serializers.SerializerMethodField()
+    warnings = LeadWarningSerializer(many=True, read_only=True)
 
     class Meta:
         model = BatchReportLead
@@ -148,6 +157,7 @@ class BatchLeadSerializer(serializers.ModelSerializer):
             "duration_ms",
             "report_id",
             "report_url",
+            "warnings",
             "started_at",
             "finished_at",
             "updated_at",
@@ -170,6 +180,7 @@ class RecentLeadSerializer(serializers.Serializer):
     cost_usd = serializers.DecimalField(**OUT_MONEY)
     duration_ms = serializers.IntegerField(allow_null=True)
     report_url = serializers.CharField(allow_null=True)
+    warnings = LeadWarningSerializer(many=True)
 
 
 class BatchSnapshotSerializer(serializers.Serializer):
@@ -201,6 +212,11 @@ class BatchSnapshotSerializer(serializers.Serializer):
     )
     recent = RecentLeadSerializer(many=True)
     seq = serializers.IntegerField()
+    providers = serializers.DictField(
+        child=serializers.ChoiceField(choices=["ok", "open", "unavailable"]),
+        help_text="Provider name -> ok, open (its circuit is open: leads needing it wait) or unavailable "
+        "(the batch paused for it).",
+    )
 
 
 class SkippedLineSerializer(serializers.Serializer):

@@ -83,6 +83,12 @@ def _email_launcher(batch: BatchReport, snapshot: dict) -> None:
         f"skipped {snapshot['skipped']}, cancelled {snapshot['cancelled']}",
         f"Cost: {snapshot['actual_cost_usd']} USD (estimated {snapshot['estimated_cost_usd']} USD)",
     ]
+    if batch.stop_detail:
+        lines.append(f"Why it stopped: {batch.stop_detail}")
+    if batch.stop_reason == "provider_unavailable":
+        lines.append(
+            "What to do: fix the provider's key or plan, then resume the batch; no lead spent an attempt."
+        )
     try:
         send_mail(subject, "\n".join(lines), None, [user.email])
     except Exception:

@@ -12,15 +12,19 @@ What it keeps true (the SQL is `batch_settle_v1` in batches/sql/engine_v1.sql, c
   attempts left (a cancelling batch cancels them instead); other failures end the lead `failed`;
 - a failure that is ours and the same for every lead (`unavailable`: a provider's plan, quota or key)
   costs the lead no attempt: it goes back to `pending` and the batch pauses (`provider_unavailable`,
-  with the provider's reason in `stop_detail`) until resumed.
+  with the provider's reason in `stop_detail`) until resumed; a provider whose circuit is open defers
+  the lead to the end of its cool-down, also without spending an attempt;
+- a provider failing for the lead's own reason (its site cannot be loaded) leaves its section out of
+  the report: the lead succeeds with `warnings` saying what is missing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -36,8 +40,11 @@ INTERNAL_ERROR = "internal_error"
 
 _SETTLE = (
     "SELECT batch_settle_v1(%s::bigint, %s::text, %s::text, %s::bigint, %s::integer, %s::text, %s::text,"
-    " %s::timestamptz, %s::timestamptz, %s::date)"
+    " %s::jsonb, %s::timestamptz, %s::timestamptz, %s::date)"
 )
+# A provider whose circuit is open answers at once with this transient error: the lead waits for the
+# cool-down without spending an attempt (reports.breaker).
+CIRCUIT_OPEN = "circuit_open"
 
 
 @dataclass
@@ -52,6 +59,8 @@ class Result:
     unavailable: bool = False
     retry_after: float | None = None
     duration_ms: int = 0
+    # A succeeded lead's missing sections, for the lead's own reason: [{provider, code, message}].
+    warnings: list = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -63,6 +72,8 @@ class Result:
             return "succeeded"
         if self.unavailable:
             return "unavailable"
+        if self.transient and self.error_code == CIRCUIT_OPEN:
+            return "deferred"
         return "transient" if self.transient else "failed"
 
 
@@ -79,6 +90,7 @@ def process(claim: Claim) -> Result:
             batch_lead_id=claim.row_id,
             attempt=claim.attempt,
             cache_lookup=not claim.nothing_cached,
+            partial=True,
         )
     except Exception as exc:
         logger.exception("lead %s of batch row %s raised", claim.lead_id, claim.row_id)
@@ -91,7 +103,7 @@ def process(claim: Claim) -> Result:
     duration_ms = int((time.monotonic() - started) * 1000)
     error = outcome.error
     if error is None and outcome.report is not None:
-        return Result(report_id=outcome.report.pk, duration_ms=duration_ms)
+        return Result(report_id=outcome.report.pk, duration_ms=duration_ms, warnings=list(outcome.warnings))
     if error is None:
         return Result(
             error_code=INTERNAL_ERROR, error_message="No report and no error.", duration_ms=duration_ms
@@ -119,7 +131,9 @@ def settle(claim: Claim, result: Result) -> str | None:
     """Write the result if `claim.owner` still holds the lease; returns the lead's new status or None."""
     now = timezone.now()
     retry_at = None
-    if result.transient:
+    if result.kind == "deferred":
+        retry_at = now + timedelta(seconds=result.retry_after or 1.0)
+    elif result.transient:
         retry_at = now + timedelta(
             seconds=retry_delay(run_attempt=claim.run_attempt, retry_after=result.retry_after)
         )
@@ -131,6 +145,7 @@ def settle(claim: Claim, result: Result) -> str | None:
         result.duration_ms,
         result.error_message,
         result.error_code,
+        json.dumps(result.warnings),
         retry_at,
         now,
         now.date(),

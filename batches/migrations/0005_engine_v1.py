@@ -8,7 +8,7 @@ from django.db import migrations, models
 SQL = (Path(__file__).resolve().parent.parent / "sql" / "engine_v1.sql").read_text()
 FUNCTIONS = [
     "batch_claim_v1(bigint, text, integer, jsonb, timestamptz, timestamptz, date, numeric)",
-    "batch_settle_v1(bigint, text, text, bigint, integer, text, text, timestamptz, timestamptz, date)",
+    "batch_settle_v1(bigint, text, text, bigint, integer, text, text, jsonb, timestamptz, timestamptz, date)",
     "batch_lease_renew_v1(bigint, text, timestamptz, timestamptz)",
     "batch_lease_recover_v1(timestamptz, date)",
     "batch_lead_settle_money_v1(bigint, bigint, numeric, numeric, date)",
@@ -37,6 +37,16 @@ class Migration(migrations.Migration):
                 ],
                 default="draft",
                 max_length=24,
+            ),
+        ),
+        migrations.AddField(
+            model_name="batchreportlead",
+            name="warnings",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Sections a succeeded lead's report lacks for the lead's own reason: "
+                "{provider, code, message}.",
             ),
         ),
         migrations.AddField(

@@ -224,10 +224,12 @@ $$;
 -- Write the result of one attempt of a leased lead, if p_owner still holds its lease, and settle its
 -- money: the row's cost becomes what the call log says it paid over all its attempts (in total and per
 -- provider); the batch and the day book the difference and release the row's reservation.
--- p_result is 'succeeded', 'failed' (not to be retried), 'transient' or 'unavailable'. A transient
--- failure goes back to 'pending' at p_retry_at while the run has attempts left and the batch is not
--- cancelling (then it is 'cancelled'), else it is 'failed'. An 'unavailable' failure is ours and the same
--- for every lead (a provider's plan, quota or key): the lead goes back to 'pending' without spending the
+-- p_result is 'succeeded' (with p_warnings: the sections its report lacks for the lead's own reason),
+-- 'failed' (not to be retried), 'transient', 'deferred' or 'unavailable'. A transient failure goes back
+-- to 'pending' at p_retry_at while the run has attempts left and the batch is not cancelling (then it is
+-- 'cancelled'), else it is 'failed'. A deferred one (a provider whose circuit is open) goes back to
+-- 'pending' at p_retry_at without spending the attempt. An 'unavailable' failure is ours and the same for
+-- every lead (a provider's plan, quota or key): the lead goes back to 'pending' without spending the
 -- attempt, and a queued or running batch pauses with stop_reason 'provider_unavailable' and p_error as
 -- its stop_detail. Returns the lead's new status, or NULL when the lease was lost.
 CREATE FUNCTION batch_settle_v1(
@@ -238,6 +240,7 @@ CREATE FUNCTION batch_settle_v1(
     p_duration integer,
     p_error text,
     p_code text,
+    p_warnings jsonb,
     p_retry_at timestamptz,
     p_now timestamptz,
     p_today date
@@ -267,7 +270,7 @@ BEGIN
 
     IF p_result = 'succeeded' THEN
         v_status := 'succeeded';
-    ELSIF p_result = 'unavailable' THEN
+    ELSIF p_result IN ('unavailable', 'deferred') THEN
         v_status := 'pending';
     ELSIF p_result = 'transient' THEN
         SELECT b.status, b.max_retries INTO v_batch FROM batches_batchreport b WHERE b.id = v_lead.batch_id;
@@ -292,9 +295,10 @@ BEGIN
            last_error = CASE WHEN v_status = 'succeeded' THEN '' ELSE p_error END,
            error_code = CASE WHEN v_status = 'succeeded' THEN '' ELSE p_code END,
            finished_at = CASE WHEN v_status = 'pending' THEN NULL ELSE p_now END,
-           next_attempt_at = CASE WHEN v_status = 'pending' AND p_result = 'transient' THEN p_retry_at END,
-           attempts = attempts - CASE WHEN p_result = 'unavailable' THEN 1 ELSE 0 END,
-           run_attempts = run_attempts - CASE WHEN p_result = 'unavailable' THEN 1 ELSE 0 END,
+           warnings = CASE WHEN v_status = 'succeeded' THEN COALESCE(p_warnings, '[]') ELSE '[]' END,
+           next_attempt_at = CASE WHEN v_status = 'pending' AND p_result <> 'unavailable' THEN p_retry_at END,
+           attempts = attempts - CASE WHEN p_result IN ('unavailable', 'deferred') THEN 1 ELSE 0 END,
+           run_attempts = run_attempts - CASE WHEN p_result IN ('unavailable', 'deferred') THEN 1 ELSE 0 END,
            updated_at = p_now
      WHERE id = p_row;
 

@@ -104,6 +104,7 @@ def test_csv_of_10000_leads_is_streamed_in_bounded_chunks_and_complete(big_batch
         "cost_usd": "0.2031",
         "duration_ms": "1500",
         "report_url": f"http://testserver{reverse('reports:detail', args=[row.report_id])}",
+        "warnings": "",
     }
     assert [r[0] for r in rows[1:]] == [str(i) for i in range(BIG)]
 
@@ -191,3 +192,19 @@ async def test_under_asgi_the_download_is_an_async_stream(async_client):
     body = b"".join([chunk async for chunk in response.streaming_content])
     assert len(body.decode().splitlines()) == 3
     await sync_to_async(connections.close_all)()
+
+
+def test_csv_lists_a_succeeded_leads_warnings_in_one_cell(big_batch, viewer_client):
+    BatchReportLead.objects.filter(batch=big_batch, position=1).update(
+        warnings=[
+            {
+                "provider": "pagespeed",
+                "code": "failed_document_request",
+                "message": "could not load the site",
+            },
+            {"provider": "screenshot", "code": "host_returned_error", "message": "=the site answered 500"},
+        ]
+    )
+    lines = b"".join(_chunks(viewer_client.get(f"/api/batches/{big_batch.pk}/export.csv"))).decode()
+    row = dict(zip(CSV_HEADER, list(csv.reader(lines.splitlines()))[2], strict=True))
+    assert row["warnings"] == "pagespeed: could not load the site; screenshot: =the site answered 500"

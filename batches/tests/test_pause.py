@@ -252,3 +252,52 @@ def test_a_batch_paused_while_its_last_lead_is_in_flight_completes_when_that_lea
     assert settle(claim, process(claim)) == S.SUCCEEDED
     assert batch_finish_if_done(batch_id=batch.pk)
     assert BatchReport.objects.get(pk=batch.pk).status == B.COMPLETED
+
+
+def test_a_provider_whose_circuit_is_open_defers_the_lead_without_spending_an_attempt():
+    from batches.engine import Result
+
+    batch = launch(2)
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+    before = timezone.now()
+    open_circuit = Result(
+        error_code="circuit_open", error_message="pagespeed: circuit open", transient=True, retry_after=7.0
+    )
+    assert settle(claim, open_circuit) == S.PENDING
+    row = BatchReportLead.objects.get(pk=claim.row_id)
+    assert (row.attempts, row.run_attempts) == (0, 0)
+    assert before + timedelta(seconds=6.5) < row.next_attempt_at < timezone.now() + timedelta(seconds=7.5)
+    batch.refresh_from_db()
+    assert (batch.status, batch.reserved_usd) == (B.RUNNING, 0)
+
+
+def test_the_snapshot_names_the_provider_the_batch_paused_for_and_open_circuits(settings):
+    from batches.engine import Result
+    from batches.selectors import batch_snapshot
+    from reports.breaker import breaker_record
+    from reports.providers import ProviderError
+
+    batch = launch(2)
+    assert set(batch_snapshot(batch_id=batch.pk)["providers"].values()) == {"ok"}
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+    quota = Result(
+        error_code="plan_limit_reached", error_message="hunter: plan usage limit reached (HTTP 429)"
+    )
+    quota.unavailable = True
+    settle(claim, quota)
+    assert batch_snapshot(batch_id=batch.pk)["providers"]["hunter"] == "unavailable"
+
+    settings.PROVIDER_MODE = "live"
+    settings.PROVIDER_BREAKER_FAILURES = 2
+    BatchReport.objects.filter(pk=batch.pk).update(provider_mode="live")
+    for _ in range(2):
+        breaker_record(
+            "semrush", ProviderError(provider="semrush", code="timeout", message="timed out", transient=True)
+        )
+    providers = batch_snapshot(batch_id=batch.pk)["providers"]
+    assert (providers["semrush"], providers["hunter"], providers["pagespeed"]) == (
+        "open",
+        "unavailable",
+        "ok",
+    )
+    breaker_record("semrush", None)

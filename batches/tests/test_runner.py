@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from batches.engine import claim_next, new_owner, process, settle
 from batches.models import BatchReport, BatchReportLead
+from batches.selectors import batch_snapshot
 from batches.services import batch_cancel, batch_create_draft, batch_launch, batch_retry_failed
 from batches.tests.engine import ScriptedTransport, make_leads, make_user, run_to_end
 from reports.models import ProviderCall
@@ -81,7 +82,7 @@ def test_a_lead_failing_every_attempt_fails_after_max_retries_without_stopping_t
     assert ProviderCall.objects.filter(batch_lead_id=failed.pk, provider="semrush").count() == 3
 
 
-def test_a_permanent_error_fails_at_the_first_attempt():
+def test_a_lead_whose_site_cannot_be_loaded_succeeds_at_once_with_warnings_for_the_missing_sections():
     good = make_leads(2)
     broken = make_leads(1, prefix="gone")[0]
     broken.website, broken.domain = "https://gone.invalid", "gone.invalid"
@@ -89,10 +90,21 @@ def test_a_permanent_error_fails_at_the_first_attempt():
     batch = launch([*good, broken], max_retries=3)
     batch = run_to_end(batch.pk)
     row = BatchReportLead.objects.get(batch=batch, lead=broken)
-    assert (row.status, row.attempts) == (S.FAILED, 1)
-    assert row.error_code
-    assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() == 2
-    assert batch.status == BatchReport.Status.COMPLETED_WITH_ERRORS
+    assert (row.status, row.attempts, row.error_code, row.last_error) == (S.SUCCEEDED, 1, "", "")
+    assert row.report_id is not None
+    missing = {warning["provider"] for warning in row.warnings}
+    assert missing and "llm" not in missing and missing <= {"website", "pagespeed", "semrush", "screenshot"}
+    assert all(warning["code"] and warning["message"] for warning in row.warnings)
+    # Not retried: one call per provider, and the failed ones cost nothing.
+    calls = ProviderCall.objects.filter(batch_lead_id=row.pk)
+    assert not calls.values("provider").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert not calls.filter(status="failed", cost_usd__gt=0).exists()
+    assert BatchReportLead.objects.filter(batch=batch, status=S.SUCCEEDED).count() == 3
+    assert batch.status == BatchReport.Status.COMPLETED
+    snapshot_row = next(
+        item for item in batch_snapshot(batch_id=batch.pk)["recent"] if item["lead_id"] == broken.pk
+    )
+    assert snapshot_row["warnings"] == row.warnings
 
 
 def test_cancel_mid_batch_starts_nothing_new_lets_in_flight_finish_and_cancels_the_rest(settings):

@@ -32,6 +32,7 @@ FIELDS = set(
         "throughput_per_minute",
         "stop_reason",
         "stop_detail",
+        "providers",
         "recent",
         "seq",
     ]
@@ -102,6 +103,7 @@ def test_snapshot_recent_rows_and_finished_batch():
         "cost_usd": "0.1302",
         "duration_ms": 1500,
         "report_url": None,
+        "warnings": [],
     }
     assert snapshot["eta_seconds"] == 0
     assert batch_list(user=user).get() == batch

@@ -127,6 +127,7 @@ def test_rows_endpoint_returns_the_table_page_and_failure_groups(client, runner)
         "cost_usd": "0.0000",
         "duration_ms": 1200,
         "report_url": None,
+        "warnings": [],
     }
     assert data["failures"] == [{"error_code": "http_500", "error": "HTTP 500", "count": 1}]
 

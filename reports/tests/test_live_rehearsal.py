@@ -57,10 +57,6 @@ def test_live_rehearsal(standin):
     assert {row.attempts for row in outcome["rows"]} == {1, 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine does not yet build partial reports (report_generate(partial=True)) or store warnings",
-)
 def test_live_rehearsal_site_pagespeed_cannot_load(standin):
     outcome = live_rehearsal.rehearse(standin, leads=6, concurrency=3, timeout=120, cannot_load=True)
 

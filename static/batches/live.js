@@ -118,6 +118,10 @@
     setText("eta", formatSeconds(snapshot.eta_seconds));
     setText("stop-reason", snapshot.stop_reason || "\u2014");
     setText("stop-detail", snapshot.stop_detail || "\u2014");
+    var hint = $("stop-hint");
+    if (hint) {
+      hint.hidden = snapshot.stop_reason !== "provider_unavailable";
+    }
 
     var forms = {
       "pause-form": ["queued", "running"],
@@ -171,7 +175,13 @@
       statusCell.replaceChildren(badge);
     }
     cell(row, "attempts").textContent = String(lead.attempts);
-    cell(row, "error").textContent = lead.error || "";
+    cell(row, "error").textContent =
+      lead.error ||
+      (lead.warnings || [])
+        .map(function (warning) {
+          return warning.provider + ": " + warning.message;
+        })
+        .join("; ");
     cell(row, "duration_ms").textContent = lead.duration_ms === null ? "" : lead.duration_ms + " ms";
     cell(row, "cost_usd").textContent = "$" + lead.cost_usd;
     var reportCell = cell(row, "report_url");
