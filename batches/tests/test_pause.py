@@ -198,6 +198,8 @@ def test_pause_and_resume_from_the_live_page(admin_client):
     assert BatchReport.objects.get(pk=batch.pk).status == B.PAUSED
     page = admin_client.get(reverse("batches:detail", args=[batch.pk])).content.decode()
     assert 'id="pause-form" hidden' in page and 'id="resume-form" >' in page
+    assert '<dd id="provider-hunter" data-state="ok">ok</dd>' in page
+    assert 'id="stop-hint" class="batch-hint" hidden' in page  # paused by the user, not by a provider
     admin_client.post(reverse("batches:resume", args=[batch.pk]))
     assert BatchReport.objects.get(pk=batch.pk).status == B.QUEUED
 

@@ -118,6 +118,13 @@
     setText("eta", formatSeconds(snapshot.eta_seconds));
     setText("stop-reason", snapshot.stop_reason || "\u2014");
     setText("stop-detail", snapshot.stop_detail || "\u2014");
+    Object.keys(snapshot.providers || {}).forEach(function (name) {
+      var node = $("provider-" + name);
+      if (node) {
+        node.dataset.state = snapshot.providers[name];
+        setText("provider-" + name, snapshot.providers[name]);
+      }
+    });
     var hint = $("stop-hint");
     if (hint) {
       hint.hidden = snapshot.stop_reason !== "provider_unavailable";
