@@ -34,9 +34,10 @@ def _batch_of_leads(count: int) -> BatchReport:
         )
         cursor.execute(
             "INSERT INTO batches_batchreportlead (batch_id, lead_id, position, status, attempts,"
-            " run_attempts, last_error, error_code, cost_usd, cost_breakdown, reserved_usd, lease_owner,"
-            " updated_at)"
-            " SELECT %s, id, row_number() OVER (ORDER BY id), 'pending', 0, 0, '', '', 0, '{}', 0, '', now()"
+            " run_attempts, last_error, error_code, cost_usd, cost_breakdown, warnings, reserved_usd,"
+            " lease_owner, updated_at)"
+            " SELECT %s, id, row_number() OVER (ORDER BY id), 'pending', 0, 0, '', '', 0, '{}', '[]', 0, '',"
+            " now()"
             " FROM leads_lead",
             [batch.pk],
         )
