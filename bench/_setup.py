@@ -301,29 +301,14 @@ def lead_counts(batch_id: int) -> dict[str, int]:
     )
 
 
-def ledger_check(batch_id: int, *, expected_total: int) -> list[str]:
-    """The crash-safety invariants of a finished batch; returns the violations (empty: all hold).
+def reported_and_paid_once(rows) -> tuple[object, list[str]]:
+    """The call log of the batch lead `rows`, and what is wrong with them: a succeeded lead without its
+    report, or a (batch lead, provider) with more than one succeeded paid call."""
+    from django.db.models import Count
 
-    Nothing lost (every lead in a final state, every succeeded lead has its report), nothing paid twice
-    (per batch lead and provider at most one succeeded paid call), the ledger equals the call log, and
-    no reservation is left behind (batch and daily ledger).
-    """
-    from django.db.models import Count, Sum
-
-    from batches.models import BatchReport, BatchReportLead, DailySpend
     from reports.models import ProviderCall
 
     problems = []
-    batch = BatchReport.objects.get(pk=batch_id)
-    rows = BatchReportLead.objects.filter(batch_id=batch_id)
-    counts = lead_counts(batch_id)
-    if sum(counts.values()) != expected_total:
-        problems.append(f"{sum(counts.values())} lead rows, expected {expected_total}")
-    open_rows = counts.get("pending", 0) + counts.get("processing", 0)
-    if open_rows:
-        problems.append(f"{open_rows} leads left pending/processing")
-    if batch.status not in BatchReport.FINISHED:
-        problems.append(f"batch status {batch.status}")
     no_report = rows.filter(status="succeeded", report__isnull=True).count()
     if no_report:
         problems.append(f"{no_report} succeeded leads without a report")
@@ -336,6 +321,33 @@ def ledger_check(batch_id: int, *, expected_total: int) -> list[str]:
     )
     if twice:
         problems.append(f"paid twice: {twice}")
+    return calls, problems
+
+
+def ledger_check(batch_id: int, *, expected_total: int) -> list[str]:
+    """The crash-safety invariants of a finished batch; returns the violations (empty: all hold).
+
+    Nothing lost (every lead in a final state, every succeeded lead has its report), nothing paid twice
+    (per batch lead and provider at most one succeeded paid call), the ledger equals the call log, and
+    no reservation is left behind (batch and daily ledger).
+    """
+    from django.db.models import Sum
+
+    from batches.models import BatchReport, BatchReportLead, DailySpend
+
+    problems = []
+    batch = BatchReport.objects.get(pk=batch_id)
+    rows = BatchReportLead.objects.filter(batch_id=batch_id)
+    counts = lead_counts(batch_id)
+    if sum(counts.values()) != expected_total:
+        problems.append(f"{sum(counts.values())} lead rows, expected {expected_total}")
+    open_rows = counts.get("pending", 0) + counts.get("processing", 0)
+    if open_rows:
+        problems.append(f"{open_rows} leads left pending/processing")
+    if batch.status not in BatchReport.FINISHED:
+        problems.append(f"batch status {batch.status}")
+    calls, found = reported_and_paid_once(rows)
+    problems += found
     paid = calls.aggregate(total=Sum("cost_usd"))["total"] or Decimal("0")
     if batch.actual_cost_usd != paid:
         problems.append(f"actual_cost_usd {batch.actual_cost_usd} != call log {paid}")

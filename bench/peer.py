@@ -44,6 +44,7 @@ from _setup import (
     lead_counts,
     log,
     make_leads,
+    reported_and_paid_once,
     sample_tree_memory,
     wait_for,
 )
@@ -120,28 +121,17 @@ def peer_batch(lead_ids: list[int], *, name: str, workers: int):
 
 def peer_check(batch_id: int, *, expected_total: int) -> list[str]:
     """Every lead succeeded with its report, no (lead, provider) paid twice, lead costs == call log."""
-    from django.db.models import Count, Sum
+    from django.db.models import Sum
 
     from batches.models import BatchReportLead
-    from reports.models import ProviderCall
 
     problems = []
     rows = BatchReportLead.objects.filter(batch_id=batch_id)
     counts = lead_counts(batch_id)
     if counts.get("succeeded", 0) != expected_total:
         problems.append(f"expected {expected_total} succeeded, got {counts}")
-    no_report = rows.filter(status="succeeded", report__isnull=True).count()
-    if no_report:
-        problems.append(f"{no_report} succeeded leads without a report")
-    calls = ProviderCall.objects.filter(batch_lead_id__in=rows.values("pk"))
-    twice = list(
-        calls.filter(status="succeeded", cost_usd__gt=0)
-        .values("batch_lead_id", "provider")
-        .annotate(n=Count("id"))
-        .filter(n__gt=1)[:10]
-    )
-    if twice:
-        problems.append(f"paid twice: {twice}")
+    calls, found = reported_and_paid_once(rows)
+    problems += found
     paid = calls.aggregate(total=Sum("cost_usd"))["total"] or 0
     rows_paid = rows.aggregate(total=Sum("cost_usd"))["total"] or 0
     if rows_paid != paid:
