@@ -118,6 +118,15 @@ class CallResult:
         return self.error is None
 
 
+def json_error(response: httpx.Response) -> dict:
+    """The `error` object of a JSON error body (Google's and OpenAI's shape), or {} for any other body."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
     if not value:

@@ -25,6 +25,7 @@ from reports.providers.base import (
     ProviderError,
     ResultData,
     Usage,
+    json_error,
     one_line,
     parse_duration,
     parse_retry_after,
@@ -161,12 +162,7 @@ class LlmProvider(BaseProvider):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            error = response.json().get("error") or {}
-        except (ValueError, AttributeError):
-            error = {}
-        if not isinstance(error, dict):
-            error = {}
+        error = json_error(response)
         code = str(error.get("code") or error.get("type") or "")
         if code == "insufficient_quota" or error.get("type") == "insufficient_quota":
             return self.failure(response, "insufficient_quota", "account out of credit", unavailable=True)

@@ -15,7 +15,15 @@ import httpx
 from django.conf import settings
 
 from reports.models import Provider
-from reports.providers.base import BaseProvider, LeadInfo, ProviderError, ResultData, Usage, one_line
+from reports.providers.base import (
+    BaseProvider,
+    LeadInfo,
+    ProviderError,
+    ResultData,
+    Usage,
+    json_error,
+    one_line,
+)
 
 CATEGORIES = ("performance", "accessibility", "seo", "best-practices")
 METRICS = (
@@ -73,12 +81,7 @@ class PageSpeedProvider(BaseProvider):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            error = response.json().get("error") or {}
-        except (ValueError, AttributeError):
-            error = {}
-        if not isinstance(error, dict):
-            error = {}
+        error = json_error(response)
         message = str(error.get("message") or "")
         reasons = {str(item.get("reason")) for item in error.get("errors") or [] if isinstance(item, dict)}
         infos = [
