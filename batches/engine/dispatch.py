@@ -52,7 +52,9 @@ DATABASE_GONE = (OperationalError, InterfaceError)
 # How long the dispatcher waits for a result before trying to claim again while it has free threads.
 WAIT_SECONDS = 0.25
 # How long the dispatcher waits for a second result after the first before claiming, so that one claim
-# serves two free threads. At a few milliseconds this is far below any provider's latency.
+# serves two free threads. It waits only while results come this close together (the previous one
+# arrived within this window): when leads take long, results are spread out and waiting would only
+# leave the freed thread idle.
 GATHER_SECONDS = 0.005
 
 _RENEW = "SELECT batch_lease_renew_v1(%s::bigint, %s::text, %s::timestamptz, %s::timestamptz)"
@@ -113,6 +115,7 @@ def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: f
     ahead = PricedAhead(rows=size * READ_AHEAD)
     claiming = True
     error: BaseException | None = None
+    last_result_at = float("-inf")
     try:
         while True:
             if claiming and time.monotonic() >= deadline:
@@ -142,6 +145,9 @@ def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: f
                 outcome = results.get(timeout=None if in_flight >= size or not claiming else WAIT_SECONDS)
             except queue.Empty:
                 continue
+            now = time.monotonic()
+            gather = claiming and in_flight > 1 and now - last_result_at < GATHER_SECONDS
+            last_result_at = now
             freed = 0
             while True:
                 in_flight -= 1
@@ -151,7 +157,7 @@ def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: f
                     error = error or outcome
                     claiming = False
                 try:
-                    wait = GATHER_SECONDS if claiming and freed == 1 and in_flight else 0
+                    wait = GATHER_SECONDS if gather and freed == 1 and in_flight else 0
                     outcome = results.get(timeout=wait) if wait else results.get_nowait()
                 except queue.Empty:
                     break
