@@ -142,10 +142,10 @@ class _ReportRun:
             self._reuse(fresh_results(subjects=subjects, at=self.now), subjects)
         first = [name for name in names if name not in self.data and name != Provider.LLM]
         if first:
-            self._fetch(first, commit=True)
+            self._fetch(first)
         if not self.errors and Provider.LLM in names and Provider.LLM not in self.data:
-            # The last step's paid result is committed together with the report (or alone on failure).
-            self._fetch([Provider.LLM], commit=False)
+            # Its paid result is committed together with the report (or alone on failure).
+            self._fetch([Provider.LLM])
         if self.errors:
             self._flush()
             return self._outcome(report=None, error=self._worst_error())
@@ -168,8 +168,15 @@ class _ReportRun:
             self.costs[name] = Decimal("0")
             self.unsaved_calls.append(self._call_row(name, status=ProviderCall.Status.CACHED))
 
-    def _fetch(self, names: list[str], *, commit: bool) -> None:
-        """Run the providers concurrently; persist each finished group of calls before waiting on."""
+    def _fetch(self, names: list[str]) -> None:
+        """Run the providers concurrently, committing what they paid for as it arrives.
+
+        Each group of paid results that arrives while other calls still run is committed at once. The
+        last group of a step is committed by the next write: while the next step's calls are in flight
+        (they get one turn of the loop to go out first), or with the report itself. So no step waits
+        for a commit before its calls start, and a crash loses at most the results of the last moments,
+        as it always could.
+        """
         if self.prices is None:
             self.prices = price_table_recent(at=self.now)
         loop, client = _loop_and_client()
@@ -179,11 +186,27 @@ class _ReportRun:
             pending = {loop.create_task(_call(name, client, self.info, context)) for name in names}
         finally:
             sandbox.current_attempt.reset(token)
-        while pending:
-            done, pending = loop.run_until_complete(
-                asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            )
-            self._record([task.result() for task in done], commit=commit)
+        try:
+            if self._unwritten_paid():
+                loop.run_until_complete(asyncio.sleep(0))
+                self._flush()
+            while pending:
+                done, pending = loop.run_until_complete(
+                    asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                )
+                self._record([task.result() for task in done])
+                if pending and self._unwritten_paid():
+                    self._flush()
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending))
+            raise
+
+    def _unwritten_paid(self) -> bool:
+        """Whether something paid for (a cache row, or a call that cost money) is not written yet."""
+        return bool(self.unsaved_results) or any(call.cost_usd > 0 for call in self.unsaved_calls)
 
     def _call_row(self, name: str, *, status: str, result: CallResult | None = None, cost=Decimal("0")):
         error = result.error if result is not None else None
@@ -204,10 +227,8 @@ class _ReportRun:
             created_at=self.now,
         )
 
-    def _record(self, results: list[CallResult], *, commit: bool) -> None:
-        """Log the calls and cache their data; anything paid is committed at once (commit=True) so a
-        retry never pays for it again. Free outcomes wait for the next write."""
-        paid = False
+    def _record(self, results: list[CallResult]) -> None:
+        """Log the calls and keep their data, to be written by `_flush` or with the report."""
         for result in results:
             name = result.provider
             price = self.prices[name]
@@ -219,7 +240,6 @@ class _ReportRun:
                 units=result.usage.units,
             )
             self.costs[name] = cost
-            paid = paid or cost > 0
             if result.succeeded:
                 provider = PROVIDERS[name]
                 self.data[name] = result.data
@@ -242,8 +262,6 @@ class _ReportRun:
                     self.errors.append(result.error)
                 status = ProviderCall.Status.FAILED
             self.unsaved_calls.append(self._call_row(name, status=status, result=result, cost=cost))
-        if commit and (paid or self.unsaved_results):
-            self._flush()
 
     def _pending_writes(self) -> list[writes.Statement]:
         """The cache and call-log rows not yet written, as INSERTs."""
@@ -343,8 +361,9 @@ def report_generate(
     """Build a report for `lead`: reuse fresh cached provider data at $0, call the other applicable
     providers concurrently, log and bill every call, and save the Report with its rendered HTML.
 
-    Every paid result is cached and logged (with batch_lead_id and attempt) in its own committed
-    transaction as soon as it arrives, so a retry or crash recovery reuses it instead of paying again.
+    Every paid result is cached and logged (with batch_lead_id and attempt) and committed as soon as
+    the next write can take it (while the next provider calls are in flight, or with the report), so a
+    retry or crash recovery reuses it instead of paying again.
     If any provider fails the outcome carries the error (transient only if every failure was) and no
     report; the caller decides on retries. `at` (default now) is the call time: prices in force and
     cache freshness are judged at it. `cache_lookup=False` is for a caller that has just seen nothing

@@ -255,3 +255,47 @@ def test_worker_threads_generate_concurrently():
     assert sum(outcome.cost_usd for outcome in outcomes) == sum(
         ProviderCall.objects.values_list("cost_usd", flat=True)
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_providers_results_are_committed_while_the_summary_is_in_flight(lead_factory):
+    """What the first step paid for is durable before the summary's answer arrives, without the summary
+    waiting for that commit to start: another connection sees it while the summary call is out."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from reports import sandbox
+
+    seen: dict[str, object] = {}
+
+    def committed_elsewhere() -> None:
+        try:
+            seen["providers"] = sorted(ProviderResult.objects.values_list("provider", flat=True))
+            seen["calls"] = ProviderCall.objects.count()
+        finally:
+            connections.close_all()
+
+    class SlowSummary(httpx.AsyncBaseTransport):
+        inner = sandbox.SandboxTransport()
+
+        async def handle_async_request(self, request):
+            if request.extensions["leadgen_provider"] == "llm":
+                seen["llm_started"] = True
+                await asyncio.sleep(0.2)  # the summary is out; the first step's commit runs meanwhile
+                reader = threading.Thread(target=committed_elsewhere)
+                reader.start()
+                while reader.is_alive():
+                    await asyncio.sleep(0.01)
+            return await self.inner.handle_async_request(request)
+
+    lead = lead_factory(email="")
+    with sandbox.override_transport(SlowSummary()):
+        outcome = report_generate(lead=lead, batch_lead_id=5, attempt=1)
+
+    assert outcome.error is None
+    assert seen["llm_started"] is True
+    assert seen["providers"] == ["hunter", "pagespeed", "screenshot", "semrush", "website"]
+    assert seen["calls"] == 5
+    assert ProviderCall.objects.filter(batch_lead_id=5).count() == 6
