@@ -5,7 +5,8 @@ same code in both modes; only the transport differs. Everything the sandbox answ
 
 - data: seeded by hash(SANDBOX_SEED, provider, subject), the subject being the domain (the lead for
   the LLM), so the same lead and seed always get the same data;
-- latency: SANDBOX_LATENCY_MS with uniform +-30% jitter, seeded per (seed, provider, subject, attempt);
+- latency: SANDBOX_LATENCY_MS with uniform +-30% jitter, seeded per (seed, provider, subject, attempt),
+  counted from the request, so that (as with a real provider) it includes building the answer;
   0 means no sleep at all;
 - transient failures (503, 429 with `Retry-After`, timeouts) at SANDBOX_FAILURE_RATE, or the
   provider's entry in SANDBOX_PROVIDER_FAILURE_RATES, decided per (seed, provider, subject, attempt),
@@ -30,6 +31,7 @@ import io
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,12 +175,24 @@ def _text(status: int, body: str, content_type: str = "text/plain", headers=None
 
 class SandboxTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The provider's answer after its simulated latency, which (as a real provider's) includes the
+        time it takes to build the answer."""
+        started = time.monotonic()
         provider = _provider_of(request)
         subject, body = _subject_of(provider, request)
         attempt = current_attempt.get()
-        delay = latency_ms(provider, subject, attempt)
+        try:
+            answer = self._answer(request, provider, subject, body, attempt)
+        except httpx.TransportError as exc:
+            answer = exc
+        delay = latency_ms(provider, subject, attempt) / 1000 - (time.monotonic() - started)
         if delay > 0:
-            await asyncio.sleep(delay / 1000)
+            await asyncio.sleep(delay)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _answer(self, request, provider: str, subject: str, body, attempt: int) -> httpx.Response:
         if provider in (getattr(settings, "SANDBOX_PROVIDERS_UNAVAILABLE", None) or ()):
             return _used_up(provider)
         if provider != Provider.LLM:

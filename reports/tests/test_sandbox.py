@@ -90,6 +90,24 @@ def test_latency_is_slept(settings):
     assert time.perf_counter() - started >= expected - 0.002
 
 
+def test_latency_includes_building_the_answer(settings, monkeypatch):
+    """As with a real provider, the time to build the answer is part of the latency, not added to it."""
+    settings.SANDBOX_LATENCY_MS = 200
+    expected = sandbox.latency_ms("semrush", "busy.com", 1) / 1000
+    build = sandbox._ANSWERS["semrush"]
+
+    def slow_build(*args):
+        time.sleep(0.1)
+        return build(*args)
+
+    monkeypatch.setitem(sandbox._ANSWERS, "semrush", slow_build)
+    started = time.perf_counter()
+    result = run_calls("semrush", [info("busy.com")])[0]
+    elapsed = time.perf_counter() - started
+    assert result.error is None
+    assert expected - 0.002 <= elapsed < expected + 0.08
+
+
 @pytest.mark.parametrize("rate", [0.05, 0.2])
 def test_failure_rate_over_2000_calls(settings, rate):
     settings.SANDBOX_FAILURE_RATE = rate
