@@ -117,6 +117,35 @@ def critical_path_ms(batch_id: int, latency: int) -> float:
     return mean(paths)
 
 
+def loss_breakdown(batch_id: int, latency: int) -> str:
+    """Where a latency-bound batch loses against its ideal: the leads in flight on average (of the
+    concurrency), and each lead's time beyond its own simulated critical path (claim to settle)."""
+    from django.conf import settings
+
+    from batches.models import BatchReport, BatchReportLead
+    from reports import sandbox
+    from reports.providers import applicable_providers
+
+    settings.SANDBOX_LATENCY_MS = latency
+    batch = BatchReport.objects.get(pk=batch_id)
+    busy, over = 0.0, []
+    for row in BatchReportLead.objects.filter(batch_id=batch_id).select_related("lead"):
+        lead = row.lead
+        names = applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email))
+        first = [sandbox.latency_ms(name, lead.domain, 1) for name in names if name != "llm"]
+        path = max(first, default=0.0) + sandbox.latency_ms("llm", f"lead-{lead.pk}", 1)
+        seconds = (row.finished_at - row.started_at).total_seconds()
+        busy += seconds
+        over.append(seconds * 1000 - path)
+    over.sort()
+    p50, p90 = over[len(over) // 2], over[int(len(over) * 0.9)]
+    elapsed = (batch.finished_at - batch.started_at).total_seconds()
+    return (
+        f"in flight on average {busy / elapsed:.2f} of {batch.concurrency}; time over the critical path "
+        f"per lead: mean {mean(over):.1f} ms, p50 {p50:.1f}, p90 {p90:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,6 +204,7 @@ def main() -> None:
                 ">= 0.95",
                 efficiency >= 0.95 and not problems,
             )
+            figures.add("where that batch loses against its ideal", loss_breakdown(batch.pk, 300))
             figures.add("memory of the qcluster (1 + 2 processes) during that batch", batch.memory.summary())
             env = bench_env(DB, SANDBOX_FAILURE_RATE="0.05", SANDBOX_LATENCY_MS="300", **extra)
             batch, elapsed, wall, problems = run_batch(
