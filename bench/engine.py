@@ -99,8 +99,9 @@ def _succeeded_at_least(batch_id: int, count: int) -> int:
     return succeeded if succeeded >= count else 0
 
 
-def critical_path_ms(batch_id: int, latency: int) -> float:
-    """Mean simulated provider latency of a lead: slowest first-stage provider + the LLM call."""
+def lead_paths(batch_id: int, latency: int) -> list[tuple[object, float]]:
+    """Each lead row of the batch with its simulated critical path in ms: the slowest first-stage
+    provider plus the LLM call, at `latency`."""
     from django.conf import settings
 
     from batches.models import BatchReportLead
@@ -109,31 +110,27 @@ def critical_path_ms(batch_id: int, latency: int) -> float:
 
     settings.SANDBOX_LATENCY_MS = latency
     paths = []
-    for lead in BatchReportLead.objects.filter(batch_id=batch_id).select_related("lead"):
-        lead = lead.lead
-        names = applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email))
-        first = [sandbox.latency_ms(name, lead.domain, 1) for name in names if name != "llm"]
-        paths.append(max(first, default=0.0) + sandbox.latency_ms("llm", f"lead-{lead.pk}", 1))
-    return mean(paths)
-
-
-def loss_breakdown(batch_id: int, latency: int) -> str:
-    """Where a latency-bound batch loses against its ideal: the leads in flight on average (of the
-    concurrency), and each lead's time beyond its own simulated critical path (claim to settle)."""
-    from django.conf import settings
-
-    from batches.models import BatchReport, BatchReportLead
-    from reports import sandbox
-    from reports.providers import applicable_providers
-
-    settings.SANDBOX_LATENCY_MS = latency
-    batch = BatchReport.objects.get(pk=batch_id)
-    busy, over = 0.0, []
     for row in BatchReportLead.objects.filter(batch_id=batch_id).select_related("lead"):
         lead = row.lead
         names = applicable_providers(has_website=bool(lead.website), has_email=bool(lead.email))
         first = [sandbox.latency_ms(name, lead.domain, 1) for name in names if name != "llm"]
-        path = max(first, default=0.0) + sandbox.latency_ms("llm", f"lead-{lead.pk}", 1)
+        paths.append((row, max(first, default=0.0) + sandbox.latency_ms("llm", f"lead-{lead.pk}", 1)))
+    return paths
+
+
+def critical_path_ms(batch_id: int, latency: int) -> float:
+    """Mean simulated critical path of the batch's leads."""
+    return mean([path for _, path in lead_paths(batch_id, latency)])
+
+
+def loss_breakdown(batch_id: int, latency: int) -> str:
+    """Where a latency-bound batch loses against its ideal: the leads in flight on average (of the
+    concurrency), and each lead's time beyond its own critical path (from its claim to its settle)."""
+    from batches.models import BatchReport
+
+    batch = BatchReport.objects.get(pk=batch_id)
+    busy, over = 0.0, []
+    for row, path in lead_paths(batch_id, latency):
         seconds = (row.finished_at - row.started_at).total_seconds()
         busy += seconds
         over.append(seconds * 1000 - path)
