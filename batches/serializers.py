@@ -77,6 +77,16 @@ class BatchCreateSerializer(SelectionSerializer):
     """The body of `POST /api/batches/`: a selection plus how to run it."""
 
     name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    brand = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Brand profile id for the batch's reports (admin: Reports > Brand profiles). Left out: the "
+            "default profile; null: no branding."
+        ),
+    )
 
 
 class AnalyticsQuerySerializer(serializers.Serializer):

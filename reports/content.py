@@ -86,13 +86,15 @@ def _website_checks(audit) -> tuple[int, list[dict[str, str]], list[str]]:
     return max(0, score), issues, wins
 
 
-_HTTP_SUFFIX = re.compile(r"\s*\(HTTP \d{3}\)$")
+# The provider's codes and HTTP status at the end of a reason: for staff (the lead's warnings), not for
+# the prospect who reads the report.
+_DETAIL_SUFFIX = re.compile(r"(\s*\([^()]*\))+$")
 
 
 def _missing_note(label: str, reason: str) -> str:
-    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site
-    (FAILED_DOCUMENT_REQUEST: net::ERR_TIMED_OUT)"."""
-    reason = _HTTP_SUFFIX.sub("", reason)
+    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site"
+    (the reason without the provider's error codes)."""
+    reason = _DETAIL_SUFFIX.sub("", reason).strip() or "not available"
     return f"{label} {reason}" if reason.startswith("could not") else f"{label}: {reason}"
 
 
