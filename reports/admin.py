@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -67,6 +68,7 @@ class ProviderResultAdmin(ReadOnlyAdmin):
 
 @admin.register(BrandProfile)
 class BrandProfileAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "agency_name", "accent", "is_default", "updated_at"]
     list_filter = ["is_default"]
     search_fields = ["name", "agency_name"]

@@ -92,10 +92,13 @@ _DETAIL_SUFFIX = re.compile(r"(\s*\([^()]*\))+$")
 
 
 def _missing_note(label: str, reason: str) -> str:
-    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site"
-    (the reason without the provider's error codes)."""
-    reason = _DETAIL_SUFFIX.sub("", reason).strip() or "not available"
-    return f"{label} {reason}" if reason.startswith("could not") else f"{label}: {reason}"
+    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site":
+    the adapters' own "could not ..." sentence without the provider's codes, else a plain sentence
+    (other reasons are technical: a resolver's or a provider's message, for staff only)."""
+    reason = _DETAIL_SUFFIX.sub("", reason).strip()
+    if reason.startswith("could not"):
+        return f"{label} {reason}"
+    return f"{label} could not check this site"
 
 
 def grade(score: int | None) -> str:
