@@ -1,16 +1,19 @@
-"""The share-link API: list, create and revoke the links that open a report without login, and make
-links for every report of a batch in one call. Views translate HTTP to reports/batches services."""
+"""The share-link API (list, create and revoke the links that open a report without login, and links
+for every report of a batch in one call) and the brand profiles a batch may name. Views translate HTTP
+to reports/batches services."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batches.models import BatchReport
 from batches.services import batch_share_links_create
-from reports.models import Report, ShareLink
+from leadgen.api import ModelPermissions
+from reports.models import BrandProfile, Report, ShareLink
 from reports.selectors import share_links_of_report
 from reports.services import share_link_create, share_link_revoke
 from reports.sharing import MAX_EXPIRES_IN_DAYS, share_key_from_token, share_token, share_urls
@@ -163,3 +166,24 @@ class BatchShareLinksApi(APIView):
         )
         export = request.build_absolute_uri(f"/api/batches/{batch.pk}/export.csv")
         return Response({"created": created, "export_url": export})
+
+
+class BrandProfileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BrandProfile
+        fields = ["id", "name", "agency_name", "accent_colour", "is_default"]
+        read_only_fields = fields
+
+
+@extend_schema(
+    summary="Brand profiles",
+    description=(
+        "The profiles a batch may name as `brand` on `POST /api/batches/`, the default first. Needs "
+        "`reports.view_brandprofile`."
+    ),
+)
+class BrandProfileListApi(ListAPIView):
+    queryset = BrandProfile.objects.order_by("-is_default", "name")
+    serializer_class = BrandProfileSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = []

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
@@ -212,3 +213,34 @@ def test_batch_admin_action_shares_every_report_of_the_selected_batches(admin_cl
     assert "Created 2 share link(s)" in response.content.decode()
     assert batch_share_links_create(batch=batch, user=None) == 0
     assert ShareLink.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_batch_takes_a_brand_and_generate_report_the_default():
+    default = make_brand(name="Default", is_default=True, logo=False)
+    chosen = make_brand(name="Chosen", logo=False)
+    (lead,) = make_leads(1)
+    quiet = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    call_command("run_batch", "--filter", "industry=dentist", "--brand", str(chosen.pk), **quiet)
+    batch = BatchReport.objects.get()
+    assert batch.brand == chosen and "Chosen Digital" in batch.leads.get().report.html
+    with pytest.raises(CommandError, match="Unknown brand profile"):
+        call_command("run_batch", "--filter", "industry=dentist", "--brand", "999999", **quiet)
+
+    call_command("generate_report", "--lead", str(lead.pk), **quiet)
+    assert Report.objects.latest("id").brand == default
+
+
+@pytest.mark.django_db
+def test_api_lists_the_brand_profiles_default_first(django_user_model):
+    other = make_brand(name="Acme", logo=False)
+    default = make_brand(name="Zenith", is_default=True, logo=False)
+    reader = token_client(django_user_model, "reader", "reports.view_brandprofile")
+    response = reader.get("/api/brands/")
+    assert response.status_code == 200
+    assert [(item["id"], item["is_default"]) for item in response.json()["results"]] == [
+        (default.pk, True),
+        (other.pk, False),
+    ]
+    assert token_client(django_user_model, "nobody").get("/api/brands/").status_code == 403
+    assert APIClient().get("/api/brands/").status_code == 401
