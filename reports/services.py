@@ -4,7 +4,6 @@ import asyncio
 import base64
 import functools
 import logging
-import mimetypes
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -449,7 +448,16 @@ def share_link_revoke(*, link: ShareLink, user) -> ShareLink:
     return link
 
 
-@functools.lru_cache(maxsize=32)
+LOGO_CONTENT_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
+
+
+@functools.lru_cache(maxsize=8)
 def _logo_data_uri(name: str, updated_at: datetime) -> str:
     """The logo file as a data URI, read once per version of the profile (`updated_at`)."""
     try:
@@ -458,7 +466,7 @@ def _logo_data_uri(name: str, updated_at: datetime) -> str:
     except OSError:
         logger.warning("Brand logo %s is missing; the report is rendered without it", name)
         return ""
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    content_type = LOGO_CONTENT_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
     return f"data:{content_type};base64,{base64.b64encode(content).decode()}"
 
 
