@@ -141,7 +141,8 @@ class Report(models.Model):
 
 HEX_COLOUR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Enter a colour as #RRGGBB, e.g. #1f6feb.")
 LOGO_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
-LOGO_MAX_BYTES = 512 * 1024
+# Embedded in every report the profile renders (thousands per batch): a logo, not a photograph.
+LOGO_MAX_BYTES = 256 * 1024
 
 
 def validate_logo_size(logo) -> None:

@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                     "logo",
                     models.ImageField(
                         blank=True,
-                        help_text="PNG, JPEG, GIF or WebP, at most 512 KiB; embedded in each report.",
+                        help_text="PNG, JPEG, GIF or WebP, at most 256 KiB; embedded in each report.",
                         upload_to="brands/",
                         validators=[
                             django.core.validators.FileExtensionValidator(

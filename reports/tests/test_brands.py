@@ -156,7 +156,7 @@ def test_admin_adds_a_profile_with_a_logo_and_refuses_a_bad_colour_or_a_large_lo
     too_big = SimpleUploadedFile("big.png", png_bytes(size=(2400, 2400)) + b"\0" * LOGO_MAX_BYTES)
     response = admin_client.post(url, {**data, "name": "Big", "logo": too_big})
     assert response.status_code == 200
-    assert "at most 512 KiB" in str(response.context["adminform"].form.errors["logo"])
+    assert "at most 256 KiB" in str(response.context["adminform"].form.errors["logo"])
 
     response = admin_client.post(url, {**data, "name": "Red", "accent_colour": "red"})
     assert response.status_code == 200
