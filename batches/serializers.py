@@ -98,6 +98,9 @@ class BatchListSerializer(serializers.ModelSerializer):
     created_by_username = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True, default=None
     )
+    brand = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The brand profile of its reports (null: unbranded)."
+    )
     url = serializers.SerializerMethodField()
     budget_usd = serializers.DecimalField(**OUT_MONEY, read_only=True, allow_null=True)
     estimated_cost_usd = serializers.DecimalField(**OUT_MONEY, read_only=True)
@@ -116,6 +119,7 @@ class BatchListSerializer(serializers.ModelSerializer):
             "concurrency",
             "max_retries",
             "budget_usd",
+            "brand",
             "estimated_cost_usd",
             "actual_cost_usd",
             "stop_reason",

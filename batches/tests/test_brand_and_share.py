@@ -81,6 +81,8 @@ def test_api_launch_takes_a_brand_and_refuses_an_unknown_one(django_user_model):
     response = runner.post("/api/batches/", {**body, "brand": brand.pk}, format="json")
     assert response.status_code == 201
     assert BatchReport.objects.get(pk=response.json()["id"]).brand == brand
+    listed = runner.get("/api/batches/").json()["results"]
+    assert [row["brand"] for row in listed] == [brand.pk]
 
 
 @pytest.mark.django_db
