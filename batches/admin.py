@@ -50,13 +50,28 @@ class BatchReportAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     date_hierarchy = "created_at"
     list_per_page = 50
-    actions = ["pause_batches", "resume_batches", "cancel_batches", "retry_failed_batches"]
+    actions = [
+        "pause_batches",
+        "resume_batches",
+        "cancel_batches",
+        "retry_failed_batches",
+        "share_batch_reports",
+    ]
     change_form_template = "admin/batches/batchreport/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "status", "stop_reason", "live_link", "provider_mode", "created_by"]}),
         (
             "Settings",
-            {"fields": ["concurrency", "max_retries", "budget_usd", "skip_recent_days", "include_recent"]},
+            {
+                "fields": [
+                    "concurrency",
+                    "max_retries",
+                    "budget_usd",
+                    "skip_recent_days",
+                    "include_recent",
+                    "brand",
+                ]
+            },
         ),
         ("Cost", {"fields": ["estimated_cost_usd", "actual_cost_usd", "reserved_usd", "estimate"]}),
         ("Dates", {"fields": ["created_at", "queued_at", "started_at", "finished_at", "notified_at"]}),
@@ -86,6 +101,9 @@ class BatchReportAdmin(admin.ModelAdmin):
     def has_run_batch_permission(self, request):
         return request.user.has_perm("batches.run_batch")
 
+    def has_share_permission(self, request):
+        return request.user.has_perm("reports.add_sharelink")
+
     @admin.display(description="progress")
     def progress(self, obj):
         total = getattr(obj, "lead_total", None)
@@ -114,6 +132,16 @@ class BatchReportAdmin(admin.ModelAdmin):
     @admin.action(permissions=["run_batch"], description="Retry failed leads of selected batches")
     def retry_failed_batches(self, request, queryset):
         _run_service_each(self, request, queryset, services.batch_retry_failed, "Retrying failed leads of")
+
+    @admin.action(permissions=["share"], description="Create share links for the reports of selected batches")
+    def share_batch_reports(self, request, queryset):
+        created = sum(services.batch_share_links_create(batch=batch, user=request.user) for batch in queryset)
+        self.message_user(
+            request,
+            f"Created {created} share link(s); reports that had an active link keep it. "
+            "The batch CSV's share_url column holds them.",
+            messages.SUCCESS,
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from batches import services
 from batches.models import BatchReport
 from leadgen.errors import ServiceError
+from reports.models import BrandProfile
 
 DRAFT_FIELD = "batch_draft"
 
@@ -47,6 +48,13 @@ class BatchOptionsForm(forms.Form):
         label="Include recently reported leads",
         help_text="Leads reported within the last days are skipped unless this is ticked.",
     )
+    brand = forms.ModelChoiceField(
+        queryset=BrandProfile.objects.all(),
+        required=False,
+        empty_label="No branding",
+        label="Brand profile",
+        help_text="The agency look of the reports (Reports > Brand profiles); the default is preselected.",
+    )
 
     @classmethod
     def for_batch(cls, batch: BatchReport) -> "BatchOptionsForm":
@@ -57,6 +65,7 @@ class BatchOptionsForm(forms.Form):
                 "max_retries": batch.max_retries,
                 "budget_usd": batch.budget_usd,
                 "include_recent": batch.include_recent,
+                "brand": batch.brand_id,
             }
         )
 

@@ -320,7 +320,8 @@ SCHEMAS = {
         summary="Download per-lead results as CSV",
         description=(
             "Streamed UTF-8 CSV, one row per lead: position, lead_id, company_name, domain, status, "
-            "attempts, error_code, error, cost_usd, duration_ms, report_url."
+            "attempts, error_code, error, cost_usd, duration_ms, report_url, warnings, share_url (the "
+            "report's newest active share link, for a mail merge; see POST /api/batches/{id}/share-links/)."
         ),
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file."),

@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from asgiref.sync import sync_to_async
 from django.core.files.storage import default_storage
 from django.core.handlers.asgi import ASGIRequest
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from batches.models import BatchReport, BatchReportLead
+from reports.models import ShareLink
+from reports.sharing import share_urls
 
 CHUNK_BYTES = 64 * 1024
 ROWS_PER_QUERY = 2000
@@ -36,6 +39,7 @@ CSV_HEADER = [
     "duration_ms",
     "report_url",
     "warnings",
+    "share_url",
 ]
 # Spreadsheets run cells that start with these as formulas; lead-supplied text must stay text.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -91,8 +95,17 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
     buffer = _Buffer()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
+    # The newest active share link of each report: what the agency mails to the prospect.
+    share_key = (
+        ShareLink.objects.filter(
+            report_id=OuterRef("report_id"), revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .order_by("-created_at", "-id")
+        .values("key")[:1]
+    )
     rows = (
         BatchReportLead.objects.filter(batch=batch)
+        .annotate(share_key=Subquery(share_key))
         .order_by("position")
         .values_list(
             "position",
@@ -107,6 +120,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
             "duration_ms",
             "report_id",
             "warnings",
+            "share_key",
         )
     )
     for (
@@ -122,6 +136,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
         duration,
         report_id,
         warnings,
+        key,
     ) in rows.iterator(chunk_size=ROWS_PER_QUERY):
         writer.writerow(
             [
@@ -137,6 +152,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
                 "" if duration is None else duration,
                 "" if report_id is None else report_url(report_id, request=request),
                 _cell("; ".join(f"{w.get('provider', '')}: {w.get('message', '')}" for w in warnings or [])),
+                share_urls(key, request=request)["url"] if key else "",
             ]
         )
         if buffer.size >= CHUNK_BYTES:

@@ -39,6 +39,14 @@ class BatchReport(models.Model):
     budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     skip_recent_days = models.PositiveIntegerField(default=30)
     include_recent = models.BooleanField(default=False)
+    brand = models.ForeignKey(
+        "reports.BrandProfile",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="batches",
+        help_text="The brand profile of its reports (the default profile when it was created).",
+    )
     estimated_cost_usd = models.DecimalField(max_digits=12, decimal_places=4, default=ZERO)
     estimate = models.JSONField(default=dict, blank=True, help_text="The cost preview at launch.")
     # The ledger keeps the call log's 6 places so that actual == sum of call costs exactly; the

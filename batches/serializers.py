@@ -77,6 +77,16 @@ class BatchCreateSerializer(SelectionSerializer):
     """The body of `POST /api/batches/`: a selection plus how to run it."""
 
     name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    brand = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Brand profile id for the batch's reports (admin: Reports > Brand profiles). Left out: the "
+            "default profile; null: no branding."
+        ),
+    )
 
 
 class AnalyticsQuerySerializer(serializers.Serializer):
@@ -87,6 +97,9 @@ class BatchListSerializer(serializers.ModelSerializer):
     created_by = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     created_by_username = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True, default=None
+    )
+    brand = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The brand profile of its reports (null: unbranded)."
     )
     url = serializers.SerializerMethodField()
     budget_usd = serializers.DecimalField(**OUT_MONEY, read_only=True, allow_null=True)
@@ -106,6 +119,7 @@ class BatchListSerializer(serializers.ModelSerializer):
             "concurrency",
             "max_retries",
             "budget_usd",
+            "brand",
             "estimated_cost_usd",
             "actual_cost_usd",
             "stop_reason",

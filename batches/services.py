@@ -37,6 +37,7 @@ __all__ = [
     "batch_purge_stale_drafts",
     "batch_resume",
     "batch_retry_failed",
+    "batch_share_links_create",
     "batch_update_draft",
 ]
 
@@ -88,6 +89,25 @@ def _clean_options(*, concurrency, max_retries, budget_usd, skip_recent_days) ->
         "budget_usd": _clean_budget(budget_usd),
         "skip_recent_days": _clean_int("skip_recent_days", skip_recent_days, 0, 3650),
     }
+
+
+def _clean_brand(value):
+    """The brand profile a batch is rendered with: UNSET is the default profile (if any), None none."""
+    from reports.models import BrandProfile
+    from reports.selectors import brand_default
+
+    if value is UNSET:
+        return brand_default()
+    if value is None:
+        return None
+    if isinstance(value, BrandProfile):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ServiceError(fields={"brand": ["Give a brand profile id (an integer)."]})
+    brand = BrandProfile.objects.filter(pk=value).first()
+    if brand is None:
+        raise ServiceError(fields={"brand": [f"Unknown brand profile: {value}."]})
+    return brand
 
 
 def _selection_ids(*, lead_ids, filters, queryset) -> list[int]:
@@ -156,14 +176,19 @@ def batch_create_draft(
     budget_usd: Decimal | None = None,
     skip_recent_days: int = 30,
     include_recent: bool = False,
+    brand=UNSET,
 ) -> BatchReport:
-    """A draft batch whose selection is frozen as pending BatchReportLead rows."""
+    """A draft batch whose selection is frozen as pending BatchReportLead rows.
+
+    `brand`: a brand profile id for its reports; left out, the default profile; None, no branding.
+    """
     options = _clean_options(
         concurrency=concurrency,
         max_retries=max_retries,
         budget_usd=budget_usd,
         skip_recent_days=skip_recent_days,
     )
+    options["brand"] = _clean_brand(brand)
     ids = _selection_ids(lead_ids=lead_ids, filters=filters, queryset=queryset)
     name = (name or "").strip()[:200] or f"Batch of {len(ids)} leads, {timezone.now():%Y-%m-%d %H:%M}"
     batch = BatchReport.objects.create(
@@ -195,7 +220,9 @@ def batch_update_draft(
     max_retries=UNSET,
     budget_usd=UNSET,
     include_recent=UNSET,
+    brand=UNSET,
 ) -> BatchReport:
+    """Change a draft's options; only those given change (`brand`: a profile id, or None for none)."""
     batch = BatchReport.objects.select_for_update().get(pk=batch.pk)
     _require_draft(batch)
     if name is not UNSET:
@@ -208,6 +235,8 @@ def batch_update_draft(
         batch.budget_usd = _clean_budget(budget_usd)
     if include_recent is not UNSET:
         batch.include_recent = bool(include_recent)
+    if brand is not UNSET:
+        batch.brand = _clean_brand(brand)
     batch.save()
     return batch
 
@@ -450,6 +479,21 @@ def batch_retry_failed(*, batch: BatchReport, user) -> BatchReport:
     events.batch_event_emit(batch_id=batch.pk)
     batch.refresh_from_db()
     return batch
+
+
+def batch_share_links_create(*, batch: BatchReport, user, expires_in_days: int | None = None) -> int:
+    """A share link for every report of the batch that has no active one; returns how many were made.
+
+    Repeating it creates nothing new, so the batch CSV's share links stay the ones already sent.
+    """
+    from reports.services import share_links_ensure
+
+    report_ids = list(
+        BatchReportLead.objects.filter(batch=batch, report__isnull=False)
+        .order_by("position")
+        .values_list("report_id", flat=True)
+    )
+    return share_links_ensure(report_ids=report_ids, user=user, expires_in_days=expires_in_days)
 
 
 @transaction.atomic

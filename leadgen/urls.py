@@ -7,6 +7,7 @@ from leads.api import router as leads_router
 api_urlpatterns = [
     path("", include("batches.api_urls")),
     path("", include(leads_router.urls)),
+    path("", include("reports.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -86,14 +86,19 @@ def _website_checks(audit) -> tuple[int, list[dict[str, str]], list[str]]:
     return max(0, score), issues, wins
 
 
-_HTTP_SUFFIX = re.compile(r"\s*\(HTTP \d{3}\)$")
+# The provider's codes and HTTP status at the end of a reason: for staff (the lead's warnings), not for
+# the prospect who reads the report.
+_DETAIL_SUFFIX = re.compile(r"(\s*\([^()]*\))+$")
 
 
 def _missing_note(label: str, reason: str) -> str:
-    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site
-    (FAILED_DOCUMENT_REQUEST: net::ERR_TIMED_OUT)"."""
-    reason = _HTTP_SUFFIX.sub("", reason)
-    return f"{label} {reason}" if reason.startswith("could not") else f"{label}: {reason}"
+    """What the report says of a missing section, e.g. "PageSpeed Insights could not load this site":
+    the adapters' own "could not ..." sentence without the provider's codes, else a plain sentence
+    (other reasons are technical: a resolver's or a provider's message, for staff only)."""
+    reason = _DETAIL_SUFFIX.sub("", reason).strip()
+    if reason.startswith("could not"):
+        return f"{label} {reason}"
+    return f"{label} could not check this site"
 
 
 def grade(score: int | None) -> str:

@@ -1,5 +1,8 @@
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import FileExtensionValidator, RegexValidator, URLValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -116,6 +119,14 @@ class Report(models.Model):
     html = models.TextField(blank=True)
     pdf = models.FileField(upload_to="reports/pdf/", blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    brand = models.ForeignKey(
+        "BrandProfile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The profile the report was rendered with (its HTML keeps that look).",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -126,3 +137,89 @@ class Report(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("reports:detail", args=[self.pk])
+
+
+HEX_COLOUR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Enter a colour as #RRGGBB, e.g. #1f6feb.")
+LOGO_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
+# Embedded in every report the profile renders (thousands per batch): a logo, not a photograph.
+LOGO_MAX_BYTES = 256 * 1024
+
+
+def validate_logo_size(logo) -> None:
+    if logo.size > LOGO_MAX_BYTES:
+        raise ValidationError(f"The logo must be at most {LOGO_MAX_BYTES // 1024} KiB.")
+
+
+class BrandProfile(models.Model):
+    """The agency's look on a report: name, logo, accent colour, contact line, call to action, footer.
+
+    A batch records the profile it was launched with; its reports are rendered with it. At most one
+    profile is the default, used when a batch names none.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="What the profile is called in lists.")
+    agency_name = models.CharField(max_length=200, help_text="Shown at the top of every report.")
+    logo = models.ImageField(
+        upload_to="brands/",
+        blank=True,
+        validators=[FileExtensionValidator(LOGO_EXTENSIONS), validate_logo_size],
+        help_text=f"PNG, JPEG, GIF or WebP, at most {LOGO_MAX_BYTES // 1024} KiB; embedded in each report.",
+    )
+    accent_colour = models.CharField(max_length=7, default="#1f6feb", validators=[HEX_COLOUR])
+    contact_line = models.CharField(
+        max_length=300, blank=True, help_text="e.g. “Jane Doe · jane@agency.example · +1 555 0100”."
+    )
+    cta_label = models.CharField("call-to-action label", max_length=80, blank=True)
+    cta_url = models.URLField(
+        "call-to-action URL",
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Where the call-to-action button leads (http or https).",
+    )
+    footer = models.TextField(max_length=1000, blank=True)
+    is_default = models.BooleanField(
+        default=False, help_text="Used for batches that name no profile. Only one profile is the default."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="brand_one_default"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(accent_colour__regex=r"^#[0-9a-fA-F]{6}$"), name="brand_accent_is_hex"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (default)" if self.is_default else self.name
+
+
+class ShareLink(models.Model):
+    """A link that opens one report without login, for its prospect, until it expires or is revoked.
+
+    The URL carries `key` signed with SECRET_KEY (see reports.sharing): a guessed or altered token is
+    refused before any lookup, and a leaked table of keys opens nothing without the secret.
+    """
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="share_links")
+    key = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["report", "-created_at"], name="share_report_created")]
+
+    def __str__(self) -> str:
+        return f"Share link of report #{self.report_id}"
+
+    def is_active(self, *, at=None) -> bool:
+        return self.revoked_at is None and self.expires_at > (at or timezone.now())

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from leads.models import Lead
 from reports import sandbox
-from reports.models import Provider, ProviderCall, ProviderPrice, ProviderResult
+from reports.models import BrandProfile, Provider, ProviderCall, ProviderPrice, ProviderResult, ShareLink
 from reports.pricing import (
     DEFAULT_PRICES,
     LIVE_EXPECTED_FAILURE_RATE,
@@ -23,6 +23,7 @@ from reports.pricing import (
     ProviderStats,
 )
 from reports.providers import PROVIDERS, applicable_providers
+from reports.sharing import share_key_from_token
 
 # Leads per cache query: keeps the number of bound parameters far below every database's limit while a
 # batch of the default maximum size (10,000 leads) still takes a single query.
@@ -247,3 +248,25 @@ def provider_stats(*, since: datetime) -> dict[str, ProviderStats]:
             mean_output_tokens=default_output,
         )
     return stats
+
+
+def brand_default() -> BrandProfile | None:
+    """The default brand profile, or None when no profile is marked default."""
+    return BrandProfile.objects.filter(is_default=True).first()
+
+
+def share_link_resolve(*, token: str) -> ShareLink | None:
+    """The active link a token opens, with its report, or None (bad signature, unknown, expired or
+    revoked: the caller answers all of these the same way)."""
+    key = share_key_from_token(token)
+    if key is None:
+        return None
+    return (
+        ShareLink.objects.select_related("report")
+        .filter(key=key, revoked_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
+
+
+def share_links_of_report(*, report_id: int) -> QuerySet[ShareLink]:
+    return ShareLink.objects.filter(report_id=report_id).order_by("-created_at", "-id")

@@ -2,10 +2,11 @@
 
 import asyncio
 import base64
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -13,20 +14,22 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection
+from django.db import connection, transaction
 from django.template.loader import get_template
 from django.utils import timezone
 
+from leadgen.errors import ServiceError
 from leads.models import Lead
 from reports import sandbox, writes
 from reports.breaker import breaker_open_for, breaker_record
 from reports.content import CATEGORY_LABELS, report_content
 from reports.limits import provider_hold_off, provider_slot
-from reports.models import Provider, ProviderCall, ProviderResult, Report
+from reports.models import BrandProfile, Provider, ProviderCall, ProviderResult, Report, ShareLink
 from reports.pricing import COST_QUANTUM, PriceInfo, call_cost
 from reports.providers import PROVIDER_ORDER, PROVIDERS, ProviderError, applicable_providers
 from reports.providers.base import CallResult, LeadInfo
 from reports.selectors import cache_subject, fresh_results, price_table_recent
+from reports.sharing import DEFAULT_EXPIRES_IN_DAYS, MAX_EXPIRES_IN_DAYS, share_key_new
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +115,10 @@ class _ReportRun:
         at: datetime | None,
         cache_lookup: bool,
         partial: bool = False,
+        brand: BrandProfile | None = None,
     ):
         self.lead = lead
+        self.brand = brand
         self.cache_lookup = cache_lookup
         self.partial = partial
         self.info = LeadInfo.from_lead(lead)
@@ -318,6 +323,7 @@ class _ReportRun:
             scores=content["scores"],
             data=content,
             cost_usd=sum(self.costs.values(), Decimal("0")),
+            brand=self.brand,
             created_at=self.now,
         )
         report.html = report_render_html(report=report)
@@ -357,6 +363,7 @@ def report_generate(
     at: datetime | None = None,
     cache_lookup: bool = True,
     partial: bool = False,
+    brand: BrandProfile | None = None,
 ) -> ReportOutcome:
     """Build a report for `lead`: reuse fresh cached provider data at $0, call the other applicable
     providers concurrently, log and bill every call, and save the Report with its rendered HTML.
@@ -370,8 +377,8 @@ def report_generate(
     in the cache for the lead: every provider is called without looking. `partial=True`: a provider
     failing for the lead's own reason (its site cannot be loaded; see BaseProvider.leads_own) does not
     fail the report; the report is built from the providers that answered, marks the missing section,
-    and the outcome lists it in `warnings`. Sync; safe to call from worker threads, not from a running
-    loop.
+    and the outcome lists it in `warnings`. `brand` (None: unbranded) is the profile the report is
+    rendered with. Sync; safe to call from worker threads, not from a running loop.
     """
     return _ReportRun(
         lead=lead,
@@ -380,6 +387,7 @@ def report_generate(
         at=at,
         cache_lookup=cache_lookup,
         partial=partial,
+        brand=brand,
     ).run()
 
 
@@ -390,6 +398,123 @@ async def report_generate_async(
     return await sync_to_async(report_generate)(
         lead=lead, batch_lead_id=batch_lead_id, attempt=attempt, at=at
     )
+
+
+@transaction.atomic
+def brand_profile_save(*, profile: BrandProfile) -> BrandProfile:
+    """Save a brand profile; making it the default takes the mark from the profile that had it."""
+    if profile.is_default:
+        BrandProfile.objects.select_for_update().filter(is_default=True).exclude(pk=profile.pk).update(
+            is_default=False
+        )
+    profile.save()
+    return profile
+
+
+def _expiry(expires_in_days) -> timedelta:
+    if expires_in_days is None:
+        return timedelta(days=DEFAULT_EXPIRES_IN_DAYS)
+    if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int):
+        raise ServiceError(fields={"expires_in_days": ["Enter a whole number of days."]})
+    if not 1 <= expires_in_days <= MAX_EXPIRES_IN_DAYS:
+        raise ServiceError(fields={"expires_in_days": [f"Must be from 1 to {MAX_EXPIRES_IN_DAYS}."]})
+    return timedelta(days=expires_in_days)
+
+
+def share_link_create(*, report: Report, user, expires_in_days: int | None = None) -> ShareLink:
+    """A new link to `report` that opens without login for `expires_in_days` (default 30)."""
+    now = timezone.now()
+    return ShareLink.objects.create(
+        report=report,
+        key=share_key_new(),
+        created_by=user if user is not None and user.is_authenticated else None,
+        created_at=now,
+        expires_at=now + _expiry(expires_in_days),
+    )
+
+
+@transaction.atomic
+def share_links_ensure(*, report_ids: list[int], user, expires_in_days: int | None = None) -> int:
+    """A link for each of the reports that has no active one (a repeat creates nothing); returns how
+    many were created."""
+    now = timezone.now()
+    expiry = _expiry(expires_in_days)
+    creator = user if user is not None and user.is_authenticated else None
+    covered = set(
+        ShareLink.objects.filter(
+            report_id__in=report_ids, revoked_at__isnull=True, expires_at__gt=now
+        ).values_list("report_id", flat=True)
+    )
+    links = [
+        ShareLink(
+            report_id=report_id,
+            key=share_key_new(),
+            created_by=creator,
+            created_at=now,
+            expires_at=now + expiry,
+        )
+        for report_id in dict.fromkeys(report_ids)
+        if report_id not in covered
+    ]
+    ShareLink.objects.bulk_create(links, batch_size=1000)
+    return len(links)
+
+
+def share_link_revoke(*, link: ShareLink, user) -> ShareLink:
+    """Revoke the link: from this commit on it opens nothing (every request reads the row)."""
+    ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    link.refresh_from_db(fields=["revoked_at"])
+    return link
+
+
+LOGO_CONTENT_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _logo_data_uri(name: str, updated_at: datetime) -> str:
+    """The logo file as a data URI, read once per version of the profile (`updated_at`)."""
+    try:
+        with default_storage.open(name, "rb") as logo:
+            content = logo.read()
+    except OSError:
+        logger.warning("Brand logo %s is missing; the report is rendered without it", name)
+        return ""
+    content_type = LOGO_CONTENT_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+    return f"data:{content_type};base64,{base64.b64encode(content).decode()}"
+
+
+def _text_colour_on(hex_colour: str) -> str:
+    """Black or white, whichever reads better on `hex_colour` (WCAG relative luminance)."""
+
+    def channel(value: int) -> float:
+        value = value / 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    luminance = 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
+    # Contrast against white is 1.05 / (L + 0.05), against black (L + 0.05) / 0.05: equal at L = 0.179.
+    return "#111111" if luminance > 0.179 else "#ffffff"
+
+
+def _brand_context(brand: BrandProfile | None) -> dict | None:
+    if brand is None:
+        return None
+    return {
+        "agency_name": brand.agency_name,
+        "logo_src": _logo_data_uri(brand.logo.name, brand.updated_at) if brand.logo else "",
+        "accent": brand.accent_colour.lower(),
+        "accent_text": _text_colour_on(brand.accent_colour),
+        "contact_line": brand.contact_line,
+        "cta_label": brand.cta_label,
+        "cta_url": brand.cta_url,
+        "footer": brand.footer,
+    }
 
 
 def _screenshot_data_uri(screenshot: dict | None) -> str:
@@ -448,6 +573,7 @@ def report_render_html(*, report: Report) -> str:
         "generated_at": _utc(data["generated_at"]),
         "screenshot_src": _screenshot_data_uri(data.get("screenshot")),
         "sandbox": data.get("provider_mode") == "sandbox",
+        "brand": _brand_context(report.brand),
     }
     return get_template(TEMPLATE_NAME, using="jinja2").render(context)
 
@@ -458,7 +584,7 @@ def report_pdf_ensure(*, report: Report) -> Report:
         return report
     from weasyprint import HTML
 
-    pdf = HTML(string=report.html).write_pdf()
+    pdf = HTML(string=report.html).write_pdf(pdf_variant="pdf/ua-1")
     report.pdf.save(f"report-{report.pk}.pdf", ContentFile(pdf), save=False)
     Report.objects.filter(pk=report.pk).update(pdf=report.pdf.name)
     return report

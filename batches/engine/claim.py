@@ -72,6 +72,8 @@ class Claim:
     # Priced moments ago with nothing in the cache, its domain shared with no other lead of the batch:
     # its first attempt may skip the report's cache lookup (see PricedAhead).
     nothing_cached: bool = False
+    # The batch's brand profile (reports.BrandProfile or None), loaded once per runner slice.
+    brand: object = None
 
 
 def lease_seconds() -> int:

@@ -74,7 +74,12 @@ def run_slice(
     from reports.selectors import price_table
 
     close_old_connections()
-    batch = BatchReport.objects.filter(pk=batch_id).only("status", "concurrency").first()
+    batch = (
+        BatchReport.objects.filter(pk=batch_id)
+        .select_related("brand")
+        .only("status", "concurrency", "brand")
+        .first()
+    )
     if batch is None or batch.status not in BatchReport.CLAIMABLE:
         if batch is not None:
             batch_finish_if_done(batch_id=batch_id)
@@ -88,7 +93,9 @@ def run_slice(
     heartbeat.start()
     size = max(1, min(workers or batch.concurrency, batch.concurrency))
     try:
-        processed = _dispatch(batch_id=batch_id, owner=owner, prices=prices, size=size, deadline=deadline)
+        processed = _dispatch(
+            batch_id=batch_id, owner=owner, prices=prices, size=size, deadline=deadline, brand=batch.brand
+        )
     finally:
         stop.set()
         heartbeat.join()
@@ -101,8 +108,9 @@ def run_slice(
     return processed
 
 
-def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: float) -> int:
-    """Keep up to `size` of the batch's leads in flight on a thread pool until the work or the time ends."""
+def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: float, brand=None) -> int:
+    """Keep up to `size` of the batch's leads in flight on a thread pool until the work or the time ends;
+    their reports are rendered with `brand`."""
     claims: queue.SimpleQueue = queue.SimpleQueue()
     results: queue.SimpleQueue = queue.SimpleQueue()
     threads = [
@@ -131,6 +139,7 @@ def _dispatch(*, batch_id: int, owner: str, prices: dict, size: int, deadline: f
                     claimed = None
                 if isinstance(claimed, list):
                     for claim in claimed:
+                        claim.brand = brand
                         claims.put(claim)
                     in_flight += len(claimed)
                 elif claimed in (STOP, DONE):

@@ -91,6 +91,7 @@ def process(claim: Claim) -> Result:
             attempt=claim.attempt,
             cache_lookup=not claim.nothing_cached,
             partial=True,
+            brand=claim.brand,
         )
     except Exception as exc:
         logger.exception("lead %s of batch row %s raised", claim.lead_id, claim.row_id)

@@ -105,6 +105,7 @@ def test_csv_of_10000_leads_is_streamed_in_bounded_chunks_and_complete(big_batch
         "duration_ms": "1500",
         "report_url": f"http://testserver{reverse('reports:detail', args=[row.report_id])}",
         "warnings": "",
+        "share_url": "",
     }
     assert [r[0] for r in rows[1:]] == [str(i) for i in range(BIG)]
 

@@ -75,6 +75,7 @@ def test_request_bodies_headers_and_examples(openapi):
         "concurrency",
         "max_retries",
         "name",
+        "brand",
     }
     assert (request["concurrency"]["minimum"], request["concurrency"]["maximum"]) == (1, 50)
     snapshot = openapi["components"]["schemas"]["BatchSnapshot"]

@@ -33,6 +33,12 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="")
         parser.add_argument("--include-recent", action="store_true", help="Also leads reported recently.")
         parser.add_argument("--user", default=None, help="Username of the launching user.")
+        parser.add_argument(
+            "--brand",
+            type=int,
+            default=None,
+            help="Brand profile id of the reports (default: the default one).",
+        )
 
     def handle(self, *args, **options):
         filters = dict(_filter(value) for value in options["filter"])
@@ -55,6 +61,7 @@ class Command(BaseCommand):
                 max_retries=options["max_retries"],
                 budget_usd=options["budget"],
                 include_recent=options["include_recent"],
+                **({"brand": options["brand"]} if options["brand"] is not None else {}),
             )
             batch = batch_launch(batch=batch, user=user, enqueue=False)
         except ServiceError as exc:

@@ -1,11 +1,15 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from leads.models import Lead
+from reports.selectors import brand_default
 from reports.services import report_generate
 
 
 class Command(BaseCommand):
-    help = "Generate a website-audit report for one lead and print where it is and what it cost."
+    help = (
+        "Generate a website-audit report for one lead (with the default brand profile) and print where it "
+        "is and what it cost."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--lead", type=int, required=True, help="Lead id")
@@ -15,7 +19,7 @@ class Command(BaseCommand):
             lead_obj = Lead.objects.get(pk=lead)
         except Lead.DoesNotExist as exc:
             raise CommandError(f"No lead with id {lead}.") from exc
-        outcome = report_generate(lead=lead_obj)
+        outcome = report_generate(lead=lead_obj, brand=brand_default())
         breakdown = ", ".join(f"{name} ${cost}" for name, cost in outcome.cost_breakdown.items())
         if outcome.report is None:
             error = outcome.error
