@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
-from batches.admin_actions import duration_text
 from batches.models import BatchReport, BatchReportLead
+from leadgen.display import error_line
 from leadgen.errors import ServiceError
 
 ROWS_PER_PAGE = 100
@@ -40,7 +40,7 @@ def _failure_groups(batch: BatchReport) -> list[dict]:
         .order_by("-count", "error_code", "last_error")
     )
     return [
-        {"error_code": g["error_code"], "error": g["last_error"], "count": g["count"]}
+        {"error_code": g["error_code"], "error": error_line(g["last_error"]), "count": g["count"]}
         for g in groups[:FAILURE_GROUPS_SHOWN]
     ]
 
@@ -69,7 +69,6 @@ def batch_detail(request, pk: int):
         "batch": batch,
         "opts": BatchReport._meta,
         "snapshot": snapshot,
-        "eta": duration_text(snapshot["eta_seconds"]) if snapshot["eta_seconds"] is not None else "—",
         "done": snapshot["total"] - snapshot["pending"] - snapshot["processing"],
         "page": page,
         "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
