@@ -69,6 +69,8 @@ class BatchReport(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "batch"
+        verbose_name_plural = "batches"
         ordering = ["-created_at", "-id"]
         permissions = [("run_batch", "Can preview, launch, cancel and retry report batches")]
         indexes = [
@@ -148,6 +150,7 @@ class BatchReportLead(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "batch lead"
         ordering = ["batch", "position"]
         indexes = [
             models.Index(fields=["batch", "status"], name="batch_lead_status"),
@@ -188,6 +191,8 @@ class DailySpend(models.Model):
     reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
 
     class Meta:
+        verbose_name = "daily spend"
+        verbose_name_plural = "daily spend"
         ordering = ["-day"]
         constraints = [
             models.CheckConstraint(
@@ -241,6 +246,7 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(

@@ -46,6 +46,11 @@ def percent_text(value: float | None, places: int = 1) -> str:
     return NO_VALUE if value is None else f"{value:.{places}f}%"
 
 
+def code_label(code: str | None) -> str:
+    """A machine code as words: "budget_exhausted" reads "budget exhausted"."""
+    return (code or "").replace("_", " ")
+
+
 def error_line(text: str | None, limit: int = ERROR_LINE_LIMIT) -> str:
     """One readable line of an error: no markup, no newlines, at most `limit` characters.
 
