@@ -1,9 +1,12 @@
-"""The live progress page and its small companions (cancel, retry-failed, the per-lead rows).
+"""The staff pages: the dashboard, the analytics page, and the live progress page with its small
+companions (cancel, retry-failed, the per-lead rows).
 
-The page renders the current snapshot on the server, so it is complete without JavaScript;
-`static/batches/live.js` then keeps it current over the socket (or by polling the status API).
+Each page is rendered complete on the server, so it reads without JavaScript; charts are drawn
+in the browser from the same numbers, each with a table beside it. `static/batches/live.js` keeps the
+live page current over the socket (or by polling the status API).
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
@@ -15,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
+from batches.analytics import batch_analytics
 from batches.models import BatchReport, BatchReportLead
 from leadgen.display import error_line
 from leadgen.errors import ServiceError
@@ -24,6 +28,107 @@ FAILURE_GROUPS_SHOWN = 20
 
 view_permission = permission_required("batches.view_batchreport", raise_exception=True)
 run_permission = permission_required("batches.run_batch", raise_exception=True)
+
+
+DASHBOARD_LATEST = 10
+DASHBOARD_ACTIVE = 20
+DASHBOARD_SPEND_DAYS = 14
+ANALYTICS_RANGES = [7, 30, 90, 365]
+
+
+def _page_context(request, title: str) -> dict:
+    return {
+        **admin.site.each_context(request),
+        "title": title,
+        "subtitle": None,
+        "opts": BatchReport._meta,
+    }
+
+
+@staff_member_required
+@view_permission
+@require_GET
+def dashboard(request):
+    """What runs, what today cost against the daily budget, the latest batches and the providers."""
+    launched = BatchReport.objects.exclude(status=BatchReport.Status.DRAFT).select_related("created_by")
+    spend_days = batch_analytics(days=DASHBOARD_SPEND_DAYS)["by_day"]
+    context = {
+        **_page_context(request, "Dashboard"),
+        "spend": selectors.daily_spend_overview(),
+        "active": selectors.batch_rows_overview(
+            batches=launched.filter(status__in=selectors.ACTIVE_STATUSES).order_by("-created_at")[
+                :DASHBOARD_ACTIVE
+            ]
+        ),
+        "latest": selectors.batch_rows_overview(batches=launched.order_by("-created_at")[:DASHBOARD_LATEST]),
+        "providers": selectors.provider_overview(),
+        "spend_days": spend_days,
+        "spend_chart": {
+            "labels": [day["date"] for day in spend_days],
+            "series": [{"label": "Spend (USD)", "values": [day["spend_usd"] for day in spend_days]}],
+        },
+    }
+    return render(request, "batches/dashboard.html", context)
+
+
+class AnalyticsRangeForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=365, required=False, label="Days, up to today")
+
+
+@staff_member_required
+@view_permission
+@require_GET
+def analytics(request):
+    """The analytics API's numbers as a page: the same `batch_analytics` result, with charts."""
+    form = AnalyticsRangeForm(request.GET)
+    if not form.is_valid():
+        context = {
+            **_page_context(request, "Analytics"),
+            "form": form,
+            "ranges": ANALYTICS_RANGES,
+            "days_value": request.GET.get("days", ""),
+        }
+        return render(request, "batches/analytics.html", context, status=400)
+    days = form.cleaned_data["days"] or 30
+    result = batch_analytics(days=days)
+    by_day = result["by_day"]
+    context = {
+        **_page_context(request, "Analytics"),
+        "form": form,
+        "days": days,
+        "days_value": days,
+        "ranges": ANALYTICS_RANGES,
+        "result": result,
+        "api_url": f"/api/batches/analytics/?days={days}",
+        "charts": {
+            "spend_by_day": {
+                "labels": [day["date"] for day in by_day],
+                "series": [{"label": "Spend (USD)", "values": [day["spend_usd"] for day in by_day]}],
+            },
+            "success_by_day": {
+                "labels": [day["date"] for day in by_day],
+                "series": [
+                    {"label": "Success rate (%)", "values": [day["success_rate_percent"] for day in by_day]}
+                ],
+            },
+            "spend_by_provider": {
+                "labels": [row["provider"] for row in result["by_provider"]],
+                "series": [
+                    {"label": "Spend (USD)", "values": [row["spend_usd"] for row in result["by_provider"]]}
+                ],
+            },
+            "estimate_error": {
+                "labels": [f"#{row['id']} {row['name']}" for row in result["estimate_by_batch"]],
+                "series": [
+                    {
+                        "label": "Estimate error (%)",
+                        "values": [row["error_percent"] for row in result["estimate_by_batch"]],
+                    }
+                ],
+            },
+        },
+    }
+    return render(request, "batches/analytics.html", context)
 
 
 def _rows_page(request, batch: BatchReport):
@@ -63,12 +168,10 @@ def batch_detail(request, pk: int):
     snapshot = selectors.batch_snapshot(batch_id=batch.pk)
     page = _rows_page(request, batch)
     context = {
-        **admin.site.each_context(request),
-        "title": f"Batch: {batch.name}",
-        "subtitle": None,
+        **_page_context(request, f"Batch: {batch.name}"),
         "batch": batch,
-        "opts": BatchReport._meta,
         "snapshot": snapshot,
+        "history": selectors.batch_progress_history(batch=batch),
         "done": snapshot["total"] - snapshot["pending"] - snapshot["processing"],
         "page": page,
         "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
