@@ -121,7 +121,7 @@ def batch_eta(
         due = max(1, math.ceil(next_retry_in or 0))
         return Eta(WAITING_FOR_RETRIES, f"waiting for retries (next in {duration_text(due)})")
     if finished_since_start < WARMUP_LEADS or elapsed_seconds < WARMUP_SECONDS:
-        return Eta(WARMING_UP, "estimating: too few leads finished yet")
+        return Eta(WARMING_UP, "estimating: not enough history yet")
 
     rate = finished_since_start / elapsed_seconds
     spread = min(MAX_SPREAD, max(MIN_SPREAD, 1 / math.sqrt(finished_since_start)))

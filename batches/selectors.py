@@ -302,7 +302,7 @@ def batch_progress_history(*, batch: BatchReport, points: int = HISTORY_POINTS) 
         {
             "at": _iso(at),
             "elapsed_seconds": round((at - batch.started_at).total_seconds(), 1),
-            "elapsed_minutes": round((at - batch.started_at).total_seconds() / 60, 1),
+            "elapsed_clock": "{}:{:02d}".format(*divmod(round((at - batch.started_at).total_seconds()), 60)),
             "succeeded": succeeded,
             "failed": failed,
             "processing": processing,

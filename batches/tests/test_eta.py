@@ -105,7 +105,7 @@ def test_warm_up_gives_no_number_until_enough_leads_finished():
 
     assert snapshot["eta_state"] == "warming_up"
     assert snapshot["eta_seconds"] is None
-    assert snapshot["eta_text"] == "estimating: too few leads finished yet"
+    assert snapshot["eta_text"] == "estimating: not enough history yet"
 
 
 def test_steady_state_gives_a_range_around_the_pace_so_far():

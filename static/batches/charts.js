@@ -38,12 +38,23 @@
     }
     if (unit === "percent") {
       return function (value) {
-        return value === null ? "\u2014" : Number(value).toFixed(1) + "%";
+        if (value === null) {
+          return "\u2014";
+        }
+        var number = Number(value);
+        return number.toFixed(number !== 0 && Math.abs(number) < 1 ? 2 : 1) + "%";
       };
     }
     return function (value) {
       return String(value);
     };
+  }
+
+  /* Minutes as "m:ss" ("0:05", "12:30"). */
+  function clock(minutes) {
+    var seconds = Math.round(Number(minutes) * 60);
+    var rest = seconds % 60;
+    return Math.floor(seconds / 60) + ":" + (rest < 10 ? "0" : "") + rest;
   }
 
   function numbers(values) {
@@ -115,15 +126,11 @@
     options.scales.x = {
       type: "linear",
       beginAtZero: true,
-      title: { display: true, text: "minutes since the start" },
-      ticks: {
-        callback: function (value) {
-          return Number(value).toFixed(value < 10 ? 1 : 0);
-        },
-      },
+      title: { display: true, text: "time since the start (min:s)" },
+      ticks: { callback: clock },
     };
     options.plugins.tooltip.callbacks.title = function (items) {
-      return items.length ? Number(items[0].parsed.x).toFixed(1) + " min" : "";
+      return items.length ? clock(items[0].parsed.x) : "";
     };
     options.plugins.tooltip.callbacks.label = function (context) {
       return context.dataset.label + ": " + format(context.parsed.y);
@@ -189,7 +196,7 @@
     });
   }
 
-  window.LeadgenCharts = { usd: usd, draw: draw, timeline: timeline, formatter: formatter };
+  window.LeadgenCharts = { usd: usd, clock: clock, draw: draw, timeline: timeline, formatter: formatter };
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", drawAll);

@@ -414,7 +414,7 @@
       }
       if (table) {
         var row = document.createElement("tr");
-        [x.toFixed(1), succeeded, failed, processing, usd(actual)].forEach(function (value, index) {
+        [charts ? charts.clock(x) : x.toFixed(1), succeeded, failed, processing, usd(actual)].forEach(function (value, index) {
           var node = document.createElement(index === 0 ? "th" : "td");
           if (index === 0) {
             node.scope = "row";
@@ -446,7 +446,8 @@
       setText(
         "history-summary",
         snapshot.succeeded + " succeeded, " + snapshot.failed + " failed and " + snapshot.processing +
-          " in flight after " + minutes.toFixed(1) + " min; spent " + usd(snapshot.actual_cost_usd) +
+          " in flight after " + (charts ? charts.clock(minutes) : minutes.toFixed(1)) + " (min:s); spent " +
+          usd(snapshot.actual_cost_usd) +
           " of an estimated " + usd(snapshot.estimated_cost_usd) + "."
       );
     }
