@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import BatchReport, BatchReportLead, WebhookDelivery, WebhookEndpoint
-from leadgen.display import duration_text, percent_text, usd
+from leadgen.display import duration_text, money_column, percent_text, usd
 from leadgen.errors import ServiceError
 
 LEADS_PER_PAGE = 50
@@ -57,12 +57,17 @@ class BatchReportAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "status", "stop_reason", "live_link", "provider_mode", "created_by"]}),
         (
             "Settings",
-            {"fields": ["concurrency", "max_retries", "budget_usd", "skip_recent_days", "include_recent"]},
+            {"fields": ["concurrency", "max_retries", "skip_recent_days", "include_recent"]},
         ),
-        ("Cost", {"fields": ["estimated_cost_usd", "actual_cost_usd", "reserved_usd", "estimate"]}),
+        ("Cost", {"fields": ["estimated_cost", "actual_cost", "reserved", "budget", "estimate"]}),
         ("Dates", {"fields": ["created_at", "queued_at", "started_at", "finished_at", "notified_at"]}),
         ("Internals", {"classes": ["collapse"], "fields": ["run", "seq", "idempotency_key"]}),
     ]
+
+    estimated_cost = staticmethod(money_column("estimated_cost_usd", "estimated cost"))
+    actual_cost = staticmethod(money_column("actual_cost_usd", "actual cost"))
+    reserved = staticmethod(money_column("reserved_usd", "reserved"))
+    budget = staticmethod(money_column("budget_usd", "budget"))
 
     def get_queryset(self, request):
         return (

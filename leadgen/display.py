@@ -29,6 +29,18 @@ def usd(value) -> str:
     return f"{sign}${abs(amount):,}"
 
 
+def money_column(field: str, description: str):
+    """An admin list column (or read-only field) that shows a money field as `usd` does."""
+    from django.contrib import admin
+
+    @admin.display(description=description, ordering=field)
+    def column(obj) -> str:
+        return usd(getattr(obj, field))
+
+    column.__name__ = f"{field}_display"
+    return column
+
+
 def duration_text(seconds: int | float | None) -> str:
     """A short human duration: "45 s", "12 min", "2 h 5 min"."""
     if seconds is None:

@@ -149,6 +149,16 @@ def test_admin_is_branded_with_proper_names_and_a_readable_batch_list(client, dj
     assert "96.4%" in changelist  # 6.141191 / 6.3712
     assert "1 min" in changelist
     assert f'<a href="/batches/{batch.pk}/">Live progress</a>' in changelist
+    change_form = client.get(f"/admin/batches/batchreport/{batch.pk}/change/").content.decode()
+    assert '<div class="readonly">$6.1412</div>' in change_form
+
+    from reports.models import ProviderCall
+
+    ProviderCall.objects.create(provider="semrush", status="succeeded", cost_usd=Decimal("1234.5"))
+    calls = client.get("/admin/reports/providercall/").content.decode()
+    assert (
+        "$1,234.5000" in calls and "$0.0800" in client.get("/admin/reports/providerprice/").content.decode()
+    )
 
 
 def test_the_completion_email_shows_money_like_the_pages(

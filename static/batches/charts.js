@@ -52,7 +52,7 @@
 
   /* Minutes as "m:ss" ("0:05", "12:30"). */
   function clock(minutes) {
-    var seconds = Math.round(Number(minutes) * 60);
+    var seconds = Math.max(0, Math.round(Number(minutes) * 60));
     var rest = seconds % 60;
     return Math.floor(seconds / 60) + ":" + (rest < 10 ? "0" : "") + rest;
   }
@@ -125,7 +125,7 @@
     options.normalized = true;
     options.scales.x = {
       type: "linear",
-      beginAtZero: true,
+      min: 0,
       title: { display: true, text: "time since the start (min:s)" },
       ticks: { callback: clock },
     };
