@@ -218,3 +218,36 @@ def test_the_live_page_history_is_rebuilt_from_the_lead_rows_in_one_query(django
         ("10:00", 2, 1, 1, "0.3500"),
     ]
     assert history["estimated_cost_usd"] == "1.0000"
+
+
+@pytest.fixture
+def semrush_circuit():
+    """Semrush's circuit, closed again after the test (in this process or in Redis)."""
+    from reports import breaker
+
+    yield
+    breakers = breaker.breakers()
+    if isinstance(breakers, breaker.LocalBreakers):
+        breakers._open_until.pop("semrush", None)
+        breakers._failures.pop("semrush", None)
+    else:
+        breakers.client.delete(*breakers._keys("semrush"))
+
+
+def test_the_dashboard_shows_an_open_circuit(client, viewer, settings, semrush_circuit):
+    from reports.breaker import breaker_record
+    from reports.providers.base import ProviderError
+
+    settings.PROVIDER_MODE = "live"
+    settings.PROVIDER_BREAKER_FAILURES = 2
+    settings.PROVIDER_BREAKER_COOLDOWN_SECONDS = 30.0
+    for _ in range(2):
+        breaker_record(
+            "semrush", ProviderError(provider="semrush", code="http_503", message="x", transient=True)
+        )
+
+    html = client.get(reverse("batches:dashboard")).content.decode()
+
+    assert 'data-provider="semrush" data-state="attention"' in html
+    assert "<strong>open</strong>: calls wait for the cool-down" in html
+    assert 'data-provider="pagespeed" data-state="ok"' in html
