@@ -104,9 +104,11 @@ def batch_eta(
     last_retry_in: float | None = None,
     finished_since_start: int = 0,
     elapsed_seconds: float = 0.0,
+    open_circuits: tuple[str, ...] = (),
 ) -> Eta:
     """What is left of a batch. `waiting_for_retry`: pending leads whose backoff has not ended yet,
-    the next and last of them due in `next_retry_in` and `last_retry_in` seconds."""
+    the next and last of them due in `next_retry_in` and `last_retry_in` seconds; `open_circuits`:
+    providers whose circuit is open (their leads wait for the cool-down)."""
     if finished:
         return Eta(DONE, "done", 0, 0, 0)
     if open_leads <= 0:
@@ -118,8 +120,11 @@ def batch_eta(
     if not started:
         return Eta(WAITING_TO_START, "waiting to start")
     if processing == 0 and waiting_for_retry >= open_leads:
-        due = max(1, math.ceil(next_retry_in or 0))
-        return Eta(WAITING_FOR_RETRIES, f"waiting for retries (next in {duration_text(due)})")
+        due = duration_text(max(1, math.ceil(next_retry_in or 0)))
+        if open_circuits:
+            names = ", ".join(open_circuits)
+            return Eta(WAITING_FOR_RETRIES, f"waiting for retries: {names} circuit open (next try in {due})")
+        return Eta(WAITING_FOR_RETRIES, f"waiting for retries (next in {due})")
     if finished_since_start < WARMUP_LEADS or elapsed_seconds < WARMUP_SECONDS:
         return Eta(WARMING_UP, "estimating: not enough history yet")
 

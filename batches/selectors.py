@@ -196,7 +196,9 @@ def batch_snapshot(*, batch_id: int) -> dict:
     elif since and batch.finished_at:
         elapsed = max((batch.finished_at - since).total_seconds(), 1.0)
         throughput = round(finished_since * 60.0 / elapsed, 1) if finished_since else 0.0
+    providers = provider_states(batch)
     eta = batch_eta(
+        open_circuits=tuple(name for name, state in providers.items() if state == "open"),
         status=batch.status,
         finished=batch.is_finished,
         started=since is not None,
@@ -228,7 +230,7 @@ def batch_snapshot(*, batch_id: int) -> dict:
         "stop_detail": batch.stop_detail,
         "recent": recent,
         "seq": batch.seq,
-        "providers": provider_states(batch),
+        "providers": providers,
     }
 
 

@@ -179,3 +179,21 @@ def test_queued_cancelling_and_finishing_batches_give_no_number():
         "finishing",
     ]
     assert {eta.seconds for eta in (queued, cancelling, finishing)} == {None}
+
+
+def test_leads_waiting_out_an_open_circuit_name_it():
+    eta = batch_eta(
+        status="running",
+        finished=False,
+        started=True,
+        open_leads=4,
+        processing=0,
+        waiting_for_retry=4,
+        next_retry_in=19.2,
+        last_retry_in=25,
+        finished_since_start=10,
+        elapsed_seconds=60,
+        open_circuits=("semrush",),
+    )
+    assert (eta.state, eta.seconds) == ("waiting_for_retries", None)
+    assert eta.text == "waiting for retries: semrush circuit open (next try in 20 s)"
