@@ -377,16 +377,18 @@ def estimate_accuracy_percent(batch: BatchReport) -> float | None:
 
 
 def provider_overview() -> list[dict]:
-    """Each provider's state across the product: its circuit (live mode; shared through Redis) and
-    the batches paused because it cannot serve any lead."""
+    """Each provider's state across the product: its circuit (`ok`, `open`, `unknown` when Redis is
+    away; `sandbox` outside live mode, where there are none) and the batches paused because it cannot
+    serve any lead."""
     from redis.exceptions import RedisError
 
     from reports.breaker import OK, breaker_states
     from reports.providers import PROVIDER_ORDER
 
+    live = settings.PROVIDER_MODE == "live"
     circuits = dict.fromkeys(PROVIDER_ORDER, OK)
     circuits_known = True
-    if settings.PROVIDER_MODE == "live":
+    if live:
         try:
             circuits = breaker_states(PROVIDER_ORDER)
         except RedisError:
@@ -402,7 +404,7 @@ def provider_overview() -> list[dict]:
     return [
         {
             "name": name,
-            "circuit": circuits.get(name, OK) if circuits_known else "unknown",
+            "circuit": (circuits.get(name, OK) if circuits_known else "unknown") if live else "sandbox",
             "paused_batches": paused[name],
             "ok": circuits.get(name, OK) == OK and not paused[name] and circuits_known,
         }

@@ -78,6 +78,7 @@ def test_dashboard_shows_today_against_the_budget_running_and_latest_batches(cli
     )
     assert 'data-provider="hunter" data-state="attention"' in html
     assert 'data-provider="pagespeed" data-state="ok"' in html
+    assert html.count("none in the sandbox") == 6  # circuit breakers work in live mode only
     # The spend chart and its table.
     assert index.by_id["spend-chart"]["data-chart"] == "bar"
     assert index.by_id["spend-chart"]["role"] == "img"

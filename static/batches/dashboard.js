@@ -23,7 +23,8 @@
     field(row, "progress-text").textContent = done + " of " + snapshot.total;
     field(row, "actual").textContent = usd(snapshot.actual_cost_usd);
     field(row, "eta").textContent = snapshot.eta_text;
-    field(row, "status").textContent = snapshot.status.replace(/_/g, " ");
+    var label = snapshot.status.replace(/_/g, " ");
+    field(row, "status").textContent = label.charAt(0).toUpperCase() + label.slice(1);
     row.dataset.status = snapshot.status;
   }
 
