@@ -36,6 +36,14 @@ DASHBOARD_SPEND_DAYS = 14
 ANALYTICS_RANGES = [7, 30, 90, 365]
 
 
+def _chart(rows: list[dict], label_key: str, series_label: str, value_key: str) -> dict:
+    """One series of `rows` as charts.js reads it: {"labels": [...], "series": [{"label", "values"}]}."""
+    return {
+        "labels": [row[label_key] for row in rows],
+        "series": [{"label": series_label, "values": [row[value_key] for row in rows]}],
+    }
+
+
 def _page_context(request, title: str) -> dict:
     return {
         **admin.site.each_context(request),
@@ -63,10 +71,7 @@ def dashboard(request):
         "latest": selectors.batch_rows_overview(batches=launched.order_by("-created_at")[:DASHBOARD_LATEST]),
         "providers": selectors.provider_overview(),
         "spend_days": spend_days,
-        "spend_chart": {
-            "labels": [day["date"] for day in spend_days],
-            "series": [{"label": "Spend (USD)", "values": [day["spend_usd"] for day in spend_days]}],
-        },
+        "spend_chart": _chart(spend_days, "date", "Spend (USD)", "spend_usd"),
     }
     return render(request, "batches/dashboard.html", context)
 
@@ -101,31 +106,12 @@ def analytics(request):
         "result": result,
         "api_url": f"/api/batches/analytics/?days={days}",
         "charts": {
-            "spend_by_day": {
-                "labels": [day["date"] for day in by_day],
-                "series": [{"label": "Spend (USD)", "values": [day["spend_usd"] for day in by_day]}],
-            },
-            "success_by_day": {
-                "labels": [day["date"] for day in by_day],
-                "series": [
-                    {"label": "Success rate (%)", "values": [day["success_rate_percent"] for day in by_day]}
-                ],
-            },
-            "spend_by_provider": {
-                "labels": [row["provider"] for row in result["by_provider"]],
-                "series": [
-                    {"label": "Spend (USD)", "values": [row["spend_usd"] for row in result["by_provider"]]}
-                ],
-            },
-            "estimate_error": {
-                "labels": [f"#{row['id']} {row['name']}" for row in result["estimate_by_batch"]],
-                "series": [
-                    {
-                        "label": "Estimate error (%)",
-                        "values": [row["error_percent"] for row in result["estimate_by_batch"]],
-                    }
-                ],
-            },
+            "spend_by_day": _chart(by_day, "date", "Spend (USD)", "spend_usd"),
+            "success_by_day": _chart(by_day, "date", "Success rate (%)", "success_rate_percent"),
+            "spend_by_provider": _chart(result["by_provider"], "provider", "Spend (USD)", "spend_usd"),
+            "estimate_error": _chart(
+                result["estimate_by_batch"], "name", "Estimate error (%)", "error_percent"
+            ),
         },
     }
     return render(request, "batches/analytics.html", context)
