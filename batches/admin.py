@@ -3,10 +3,12 @@ from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import BatchReport, BatchReportLead, WebhookDelivery, WebhookEndpoint
+from leadgen.display import duration_text, money_column, percent_text, usd
 from leadgen.errors import ServiceError
 
 LEADS_PER_PAGE = 50
@@ -36,13 +38,12 @@ class BatchReportAdmin(admin.ModelAdmin):
         "name",
         "status",
         "progress",
-        "estimated_cost_usd",
-        "actual_cost_usd",
+        "cost",
+        "estimate_accuracy",
+        "duration",
         "created_by",
         "provider_mode",
         "created_at",
-        "started_at",
-        "finished_at",
         "live_link",
     ]
     list_filter = ["status", "provider_mode", "created_by", "stop_reason"]
@@ -62,21 +63,17 @@ class BatchReportAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "status", "stop_reason", "live_link", "provider_mode", "created_by"]}),
         (
             "Settings",
-            {
-                "fields": [
-                    "concurrency",
-                    "max_retries",
-                    "budget_usd",
-                    "skip_recent_days",
-                    "include_recent",
-                    "brand",
-                ]
-            },
+            {"fields": ["concurrency", "max_retries", "skip_recent_days", "include_recent", "brand"]},
         ),
-        ("Cost", {"fields": ["estimated_cost_usd", "actual_cost_usd", "reserved_usd", "estimate"]}),
+        ("Cost", {"fields": ["estimated_cost", "actual_cost", "reserved", "budget", "estimate"]}),
         ("Dates", {"fields": ["created_at", "queued_at", "started_at", "finished_at", "notified_at"]}),
         ("Internals", {"classes": ["collapse"], "fields": ["run", "seq", "idempotency_key"]}),
     ]
+
+    estimated_cost = staticmethod(money_column("estimated_cost_usd", "estimated cost"))
+    actual_cost = staticmethod(money_column("actual_cost_usd", "actual cost"))
+    reserved = staticmethod(money_column("reserved_usd", "reserved"))
+    budget = staticmethod(money_column("budget_usd", "budget"))
 
     def get_queryset(self, request):
         return (
@@ -109,7 +106,30 @@ class BatchReportAdmin(admin.ModelAdmin):
         total = getattr(obj, "lead_total", None)
         if total is None:
             return "—"
-        return f"{obj.lead_done}/{total}"
+        percent = round(obj.lead_done * 100 / total, 1) if total else 0
+        return format_html(
+            '<span class="mini-progress"><progress max="100" value="{}" aria-label="{} of {} leads done">'
+            "</progress> {}/{}</span>",
+            percent,
+            obj.lead_done,
+            total,
+            obj.lead_done,
+            total,
+        )
+
+    @admin.display(description="cost (estimate)", ordering="actual_cost_usd")
+    def cost(self, obj):
+        return f"{usd(obj.actual_cost_usd)} ({usd(obj.estimated_cost_usd)})"
+
+    @admin.display(description="actual vs estimate")
+    def estimate_accuracy(self, obj):
+        return percent_text(selectors.estimate_accuracy_percent(obj))
+
+    @admin.display(description="duration")
+    def duration(self, obj):
+        if obj.started_at is None:
+            return "—"
+        return duration_text(((obj.finished_at or timezone.now()) - obj.started_at).total_seconds())
 
     @admin.display(description="live page")
     def live_link(self, obj):

@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 
 from batches import services
 from batches.models import BatchReport
+from leadgen.display import duration_text
 from leadgen.errors import ServiceError
 from reports.models import BrandProfile
 
@@ -162,16 +163,3 @@ def skip_reason_label(reason: str, *, batch: BatchReport) -> str:
     if reason == "recent_report":
         return f"reported in the last {batch.skip_recent_days} days (tick “Include recently reported leads”)"
     return reason.replace("_", " ")
-
-
-def duration_text(seconds: int | float | None) -> str:
-    """A short human duration: "45 s", "12 min", "2 h 5 min"."""
-    if seconds is None:
-        return "unknown"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"

@@ -1,17 +1,20 @@
-"""Batch analytics: volume, success, spend and estimate accuracy per day and in total.
+"""Batch analytics: volume, success, spend and estimate accuracy per day and in total, spend by provider,
+the estimate's error per batch and how long a lead takes.
 
-Two aggregate queries whatever the range (batches by creation day, lead rows by their batch's creation
-day); totals are summed from the daily rows, so nothing is counted twice and no query runs per day.
+A fixed number of aggregate queries whatever the range (batches by creation day, lead rows by their
+batch's creation day, provider calls by provider, lead duration percentiles, the compared batches);
+totals are summed from the daily rows, so nothing is counted twice and no query runs per day.
 """
 
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, F, FloatField, Q, Sum
+from django.db.models import Aggregate, Count, F, FloatField, Q, Sum
 from django.db.models.functions import Abs, Cast, TruncDate
 from django.utils import timezone
 
 from batches.models import BatchReport, BatchReportLead
+from reports.models import ProviderCall
 
 ZERO = Decimal("0")
 CENT = Decimal("0.0001")
@@ -21,6 +24,17 @@ ESTIMATE_COMPARABLE = Q(
     stop_reason="",
     estimated_cost_usd__gt=0,
 )
+
+
+class Percentile(Aggregate):
+    """PostgreSQL's `percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)`."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, *, fraction: float, **extra):
+        super().__init__(expression, fraction=float(fraction), **extra)
 
 
 def _money(value: Decimal | None) -> str:
@@ -143,4 +157,80 @@ def batch_analytics(*, days: int) -> dict:
         "until": until.isoformat(),
         "totals": _bucket(totals),
         "by_day": [{"date": day.isoformat(), **_bucket(bucket)} for day, bucket in per_day.items()],
+        "by_provider": _by_provider(launched),
+        "lead_duration_ms": _lead_duration(launched),
+        "estimate_by_batch": _estimate_by_batch(launched),
     }
+
+
+def _by_provider(launched) -> list[dict]:
+    """What the call log says each provider cost the batches of the range (cached reuse at $0)."""
+    calls = ProviderCall.objects.filter(
+        batch_lead_id__in=BatchReportLead.objects.filter(batch__in=launched).values("id")
+    )
+    statuses = ProviderCall.Status
+    rows = (
+        calls.values("provider")
+        .annotate(
+            calls=Count("id"),
+            paid_calls=Count("id", filter=Q(status=statuses.SUCCEEDED)),
+            failed_calls=Count("id", filter=Q(status=statuses.FAILED)),
+            cached_calls=Count("id", filter=Q(status=statuses.CACHED)),
+            spend=Sum("cost_usd"),
+        )
+        .order_by("-spend", "provider")
+    )
+    return [
+        {
+            "provider": row["provider"],
+            "calls": row["calls"],
+            "paid_calls": row["paid_calls"],
+            "failed_calls": row["failed_calls"],
+            "cached_calls": row["cached_calls"],
+            "spend_usd": _money(row["spend"]),
+        }
+        for row in rows
+    ]
+
+
+def _lead_duration(launched) -> dict:
+    """p50 and p95 of how long a finished lead took (its last attempt), in milliseconds."""
+    values = BatchReportLead.objects.filter(
+        batch__in=launched,
+        status__in=[BatchReportLead.Status.SUCCEEDED, BatchReportLead.Status.FAILED],
+        duration_ms__isnull=False,
+    ).aggregate(
+        count=Count("id"),
+        p50=Percentile("duration_ms", fraction=0.5),
+        p95=Percentile("duration_ms", fraction=0.95),
+    )
+    return {
+        "count": values["count"],
+        "p50": None if values["p50"] is None else round(values["p50"]),
+        "p95": None if values["p95"] is None else round(values["p95"]),
+    }
+
+
+def _estimate_by_batch(launched) -> list[dict]:
+    """Estimate against spend of each batch that ran to completion, newest first."""
+    rows = (
+        launched.filter(ESTIMATE_COMPARABLE)
+        .order_by("-created_at", "-id")
+        .values("id", "name", "created_at", "estimated_cost_usd", "actual_cost_usd")
+    )
+    return [
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "created_at": row["created_at"].isoformat(),
+            "estimated_usd": _money(row["estimated_cost_usd"]),
+            "actual_usd": _money(row["actual_cost_usd"]),
+            "error_percent": round(
+                float(row["actual_cost_usd"] - row["estimated_cost_usd"])
+                * 100
+                / float(row["estimated_cost_usd"]),
+                2,
+            ),
+        }
+        for row in rows
+    ]

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import NamedTuple, Protocol
 
+from leadgen.display import usd
+
 ZERO = Decimal("0")
 MILLION = Decimal("1000000")
 LEDGER_PLACES = Decimal("0.000001")
@@ -285,16 +287,14 @@ def preview_cost(
     within_budget = True
     if budget_usd is not None and total > budget_usd:
         within_budget = False
-        warnings.append(
-            f"The estimate ({money(total)} USD) is above the batch budget ({money(budget_usd)} USD)."
-        )
+        warnings.append(f"The estimate ({usd(total)}) is above the batch budget ({usd(budget_usd)}).")
     if total > daily_remaining:
         warnings.append(
-            f"The estimate ({money(total)} USD) is above what is left of today's budget "
-            f"({money(daily_remaining)} USD); leads beyond it will be skipped."
+            f"The estimate ({usd(total)}) is above what is left of today's budget "
+            f"({usd(daily_remaining)}); leads beyond it will be skipped."
         )
     elif daily_budget_usd > 0 and total > daily_budget_usd / 2:
-        warnings.append(f"The estimate uses over 50% of the daily budget ({money(daily_budget_usd)} USD).")
+        warnings.append(f"The estimate uses over 50% of the daily budget ({usd(daily_budget_usd)}).")
     needed_keys = tuple(
         (missing_keys or {})[line.provider]
         for line in lines

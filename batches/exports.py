@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from batches.models import BatchReport, BatchReportLead
+from leadgen.display import error_line
 from reports.models import ShareLink
 from reports.sharing import share_urls
 
@@ -147,7 +148,7 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
                 status,
                 attempts,
                 code,
-                _cell(error),
+                _cell(error_line(error)),
                 f"{cost:.4f}",
                 "" if duration is None else duration,
                 "" if report_id is None else report_url(report_id, request=request),

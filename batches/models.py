@@ -77,6 +77,8 @@ class BatchReport(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "batch"
+        verbose_name_plural = "batches"
         ordering = ["-created_at", "-id"]
         permissions = [("run_batch", "Can preview, launch, cancel and retry report batches")]
         indexes = [
@@ -156,6 +158,7 @@ class BatchReportLead(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "batch lead"
         ordering = ["batch", "position"]
         indexes = [
             models.Index(fields=["batch", "status"], name="batch_lead_status"),
@@ -196,6 +199,8 @@ class DailySpend(models.Model):
     reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=ZERO)
 
     class Meta:
+        verbose_name = "daily spend"
+        verbose_name_plural = "daily spend"
         ordering = ["-day"]
         constraints = [
             models.CheckConstraint(
@@ -249,6 +254,7 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(

@@ -218,7 +218,29 @@ class BatchSnapshotSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-    eta_seconds = serializers.IntegerField(allow_null=True)
+    eta_seconds = serializers.IntegerField(
+        allow_null=True,
+        help_text="Best guess of the seconds left; null when no number is true (see eta_state).",
+    )
+    eta_low_seconds = serializers.IntegerField(allow_null=True, help_text="Low end of the time-left range.")
+    eta_high_seconds = serializers.IntegerField(allow_null=True, help_text="High end of the time-left range.")
+    eta_state = serializers.ChoiceField(
+        choices=[
+            "done",
+            "finishing",
+            "waiting_to_start",
+            "paused",
+            "cancelling",
+            "waiting_for_retries",
+            "warming_up",
+            "estimate",
+        ],
+        help_text="What the time left rests on: a range (`estimate`) or what the batch waits for.",
+    )
+    eta_text = serializers.CharField(
+        help_text='The time left as people read it: "4-6 min", "waiting for retries (next in 12 s)", '
+        '"paused: hunter plan used up".'
+    )
     throughput_per_minute = serializers.FloatField(allow_null=True)
     stop_reason = serializers.CharField(allow_blank=True)
     stop_detail = serializers.CharField(
@@ -302,12 +324,42 @@ class AnalyticsDaySerializer(AnalyticsBucketSerializer):
     date = serializers.DateField()
 
 
+class AnalyticsProviderSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    calls = serializers.IntegerField(help_text="Every call logged for the batches of the range.")
+    paid_calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    cached_calls = serializers.IntegerField(help_text="Cached data reused at $0.")
+    spend_usd = serializers.DecimalField(**OUT_MONEY)
+
+
+class AnalyticsDurationSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Finished leads (succeeded or failed) with a duration.")
+    p50 = serializers.IntegerField(allow_null=True, help_text="Median lead duration in milliseconds.")
+    p95 = serializers.IntegerField(allow_null=True, help_text="95th percentile in milliseconds.")
+
+
+class AnalyticsBatchEstimateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    estimated_usd = serializers.DecimalField(**OUT_MONEY)
+    actual_usd = serializers.DecimalField(**OUT_MONEY)
+    error_percent = serializers.FloatField(help_text="(actual - estimate) / estimate x 100.")
+
+
 class AnalyticsSerializer(serializers.Serializer):
     days = serializers.IntegerField()
     since = serializers.DateField(help_text="First day of the range (UTC).")
     until = serializers.DateField(help_text="Last day of the range (UTC, today).")
     totals = AnalyticsBucketSerializer()
     by_day = AnalyticsDaySerializer(many=True, help_text="One entry per day, oldest first.")
+    by_provider = AnalyticsProviderSerializer(many=True, help_text="Spend by provider, largest first.")
+    lead_duration_ms = AnalyticsDurationSerializer()
+    estimate_by_batch = AnalyticsBatchEstimateSerializer(
+        many=True,
+        help_text="Batches that ran to completion: their estimate against their spend, newest first.",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from batches.costs import SKIP_RECENT_REPORT, CostPreview
 from batches.engine import batch_finish_if_done, runner_count, runners_enqueue
 from batches.models import BatchReport, BatchReportLead
 from batches.selectors import batch_leads_queryset, cost_preview_for_leads
+from leadgen.display import usd
 from leadgen.errors import ConflictError, IdempotencyConflict, ServiceError
 from leads.models import Lead
 
@@ -298,8 +299,8 @@ def batch_launch(*, batch: BatchReport, user, enqueue: bool = True) -> BatchRepo
         raise ServiceError(
             fields={
                 "budget_usd": [
-                    f"The estimate ({preview.as_dict()['total_usd']} USD) is above the budget "
-                    f"({preview.as_dict()['budget']['budget_usd']} USD)."
+                    f"The estimate ({usd(preview.total_usd)}) is above the budget "
+                    f"({usd(preview.budget_usd)})."
                 ]
             }
         )

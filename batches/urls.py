@@ -5,6 +5,8 @@ from batches import views
 app_name = "batches"
 
 urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("analytics/", views.analytics, name="analytics"),
     path("<int:pk>/", views.batch_detail, name="detail"),
     path("<int:pk>/rows/", views.batch_rows, name="rows"),
     path("<int:pk>/cancel/", views.batch_cancel, name="cancel"),

@@ -1,9 +1,12 @@
-"""The live progress page and its small companions (cancel, retry-failed, the per-lead rows).
+"""The staff pages: the dashboard, the analytics page, and the live progress page with its small
+companions (cancel, retry-failed, the per-lead rows).
 
-The page renders the current snapshot on the server, so it is complete without JavaScript;
-`static/batches/live.js` then keeps it current over the socket (or by polling the status API).
+Each page is rendered complete on the server, so it reads without JavaScript; charts are drawn
+in the browser from the same numbers, each with a table beside it. `static/batches/live.js` keeps the
+live page current over the socket (or by polling the status API).
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
@@ -15,8 +18,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
-from batches.admin_actions import duration_text
+from batches.analytics import batch_analytics
 from batches.models import BatchReport, BatchReportLead
+from leadgen.display import error_line
 from leadgen.errors import ServiceError
 
 ROWS_PER_PAGE = 100
@@ -24,6 +28,93 @@ FAILURE_GROUPS_SHOWN = 20
 
 view_permission = permission_required("batches.view_batchreport", raise_exception=True)
 run_permission = permission_required("batches.run_batch", raise_exception=True)
+
+
+DASHBOARD_LATEST = 10
+DASHBOARD_ACTIVE = 20
+DASHBOARD_SPEND_DAYS = 14
+ANALYTICS_RANGES = [7, 30, 90, 365]
+
+
+def _chart(rows: list[dict], label_key: str, series_label: str, value_key: str) -> dict:
+    """One series of `rows` as charts.js reads it: {"labels": [...], "series": [{"label", "values"}]}."""
+    return {
+        "labels": [row[label_key] for row in rows],
+        "series": [{"label": series_label, "values": [row[value_key] for row in rows]}],
+    }
+
+
+def _page_context(request, title: str) -> dict:
+    return {
+        **admin.site.each_context(request),
+        "title": title,
+        "subtitle": None,
+        "opts": BatchReport._meta,
+    }
+
+
+@staff_member_required
+@view_permission
+@require_GET
+def dashboard(request):
+    """What runs, what today cost against the daily budget, the latest batches and the providers."""
+    launched = BatchReport.objects.exclude(status=BatchReport.Status.DRAFT).select_related("created_by")
+    spend_days = batch_analytics(days=DASHBOARD_SPEND_DAYS)["by_day"]
+    context = {
+        **_page_context(request, "Dashboard"),
+        "spend": selectors.daily_spend_overview(),
+        "active": selectors.batch_rows_overview(
+            batches=launched.filter(status__in=selectors.ACTIVE_STATUSES).order_by("-created_at")[
+                :DASHBOARD_ACTIVE
+            ]
+        ),
+        "latest": selectors.batch_rows_overview(batches=launched.order_by("-created_at")[:DASHBOARD_LATEST]),
+        "providers": selectors.provider_overview(),
+        "spend_days": spend_days,
+        "spend_chart": _chart(spend_days, "date", "Spend (USD)", "spend_usd"),
+    }
+    return render(request, "batches/dashboard.html", context)
+
+
+class AnalyticsRangeForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=365, required=False, label="Days, up to today")
+
+
+@staff_member_required
+@view_permission
+@require_GET
+def analytics(request):
+    """The analytics API's numbers as a page: the same `batch_analytics` result, with charts."""
+    form = AnalyticsRangeForm(request.GET)
+    if not form.is_valid():
+        context = {
+            **_page_context(request, "Analytics"),
+            "form": form,
+            "ranges": ANALYTICS_RANGES,
+            "days_value": request.GET.get("days", ""),
+        }
+        return render(request, "batches/analytics.html", context, status=400)
+    days = form.cleaned_data["days"] or 30
+    result = batch_analytics(days=days)
+    by_day = result["by_day"]
+    context = {
+        **_page_context(request, "Analytics"),
+        "form": form,
+        "days": days,
+        "days_value": days,
+        "ranges": ANALYTICS_RANGES,
+        "result": result,
+        "api_url": f"/api/batches/analytics/?days={days}",
+        "charts": {
+            "spend_by_day": _chart(by_day, "date", "Spend (USD)", "spend_usd"),
+            "success_by_day": _chart(by_day, "date", "Success rate (%)", "success_rate_percent"),
+            "spend_by_provider": _chart(result["by_provider"], "provider", "Spend (USD)", "spend_usd"),
+            "estimate_error": _chart(
+                result["estimate_by_batch"], "name", "Estimate error (%)", "error_percent"
+            ),
+        },
+    }
+    return render(request, "batches/analytics.html", context)
 
 
 def _rows_page(request, batch: BatchReport):
@@ -40,7 +131,7 @@ def _failure_groups(batch: BatchReport) -> list[dict]:
         .order_by("-count", "error_code", "last_error")
     )
     return [
-        {"error_code": g["error_code"], "error": g["last_error"], "count": g["count"]}
+        {"error_code": g["error_code"], "error": error_line(g["last_error"]), "count": g["count"]}
         for g in groups[:FAILURE_GROUPS_SHOWN]
     ]
 
@@ -63,13 +154,10 @@ def batch_detail(request, pk: int):
     snapshot = selectors.batch_snapshot(batch_id=batch.pk)
     page = _rows_page(request, batch)
     context = {
-        **admin.site.each_context(request),
-        "title": f"Batch: {batch.name}",
-        "subtitle": None,
+        **_page_context(request, f"Batch: {batch.name}"),
         "batch": batch,
-        "opts": BatchReport._meta,
         "snapshot": snapshot,
-        "eta": duration_text(snapshot["eta_seconds"]) if snapshot["eta_seconds"] is not None else "—",
+        "history": selectors.batch_progress_history(batch=batch),
         "done": snapshot["total"] - snapshot["pending"] - snapshot["processing"],
         "page": page,
         "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],

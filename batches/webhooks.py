@@ -22,6 +22,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from batches.models import BatchReport, WebhookDelivery, WebhookEndpoint
+from leadgen.display import usd
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _email_launcher(batch: BatchReport, snapshot: dict) -> None:
         + (f" (stopped: {batch.stop_reason})" if batch.stop_reason else ""),
         f"Leads: {snapshot['total']} - succeeded {snapshot['succeeded']}, failed {snapshot['failed']}, "
         f"skipped {snapshot['skipped']}, cancelled {snapshot['cancelled']}",
-        f"Cost: {snapshot['actual_cost_usd']} USD (estimated {snapshot['estimated_cost_usd']} USD)",
+        f"Cost: {usd(snapshot['actual_cost_usd'])} (estimated {usd(snapshot['estimated_cost_usd'])})",
     ]
     if batch.stop_detail:
         lines.append(f"Why it stopped: {batch.stop_detail}")

@@ -4,6 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from leads.api import router as leads_router
 
+admin.site.site_header = "Leadgen"
+admin.site.site_title = "Leadgen"
+admin.site.index_title = "Administration"
+
 api_urlpatterns = [
     path("", include("batches.api_urls")),
     path("", include(leads_router.urls)),

@@ -4,6 +4,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from leadgen.display import money_column
 from reports.models import BrandProfile, ProviderCall, ProviderPrice, ProviderResult, Report, ShareLink
 from reports.services import brand_profile_save, share_link_revoke, share_links_ensure
 from reports.sharing import share_urls
@@ -21,9 +22,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ProviderPriceAdmin(admin.ModelAdmin):
     list_display = [
         "provider",
-        "unit_price_usd",
-        "input_price_per_million_usd",
-        "output_price_per_million_usd",
+        money_column("unit_price_usd", "unit price"),
+        money_column("input_price_per_million_usd", "per 1M input tokens"),
+        money_column("output_price_per_million_usd", "per 1M output tokens"),
         "bills_failures",
         "effective_from",
     ]
@@ -43,7 +44,7 @@ class ProviderCallAdmin(ReadOnlyAdmin):
         "attempt",
         "http_status",
         "duration_ms",
-        "cost_usd",
+        money_column("cost_usd", "cost"),
         "error_code",
     ]
     list_filter = ["provider", "status", "transient", "error_code", "created_at"]
@@ -60,7 +61,7 @@ class ProviderCallAdmin(ReadOnlyAdmin):
 class ProviderResultAdmin(ReadOnlyAdmin):
     """Read-only; deleting an entry makes the next report fetch that data again."""
 
-    list_display = ["provider", "subject", "fetched_at", "expires_at", "cost_usd"]
+    list_display = ["provider", "subject", "fetched_at", "expires_at", money_column("cost_usd", "cost")]
     list_filter = ["provider"]
     search_fields = ["subject"]
     date_hierarchy = "fetched_at"
@@ -166,7 +167,15 @@ class ShareLinkAdmin(admin.ModelAdmin):
 
 @admin.register(Report)
 class ReportAdmin(ReadOnlyAdmin):
-    list_display = ["id", "lead", "overall_score", "provider_mode", "cost_usd", "created_at", "links"]
+    list_display = [
+        "id",
+        "lead",
+        "overall_score",
+        "provider_mode",
+        money_column("cost_usd", "cost"),
+        "created_at",
+        "links",
+    ]
     list_filter = ["provider_mode", "created_at"]
     search_fields = ["lead__company_name", "lead__domain"]
     list_select_related = ["lead"]

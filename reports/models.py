@@ -63,6 +63,7 @@ class ProviderResult(models.Model):
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
 
     class Meta:
+        verbose_name = "cached provider result"
         constraints = [
             models.UniqueConstraint(fields=["provider", "subject"], name="provider_result_unique"),
         ]

@@ -13,6 +13,7 @@ from batches import services
 from batches.models import BatchReport, BatchReportLead
 from batches.tasks import batch_purge_stale_drafts_task
 from batches.tests.ui_fixtures import ElementIndex, bulk_leads, form_post_data, make_batch, make_user
+from leadgen.display import usd
 from leads.models import Lead
 
 CHANGELIST = reverse("admin:leads_lead_changelist")
@@ -74,8 +75,10 @@ def test_select_across_20000_leads_previews_exact_count_and_cost_and_launches_wi
     )  # 20,000 x (pagespeed + semrush + screenshot + llm)
     html = response.content.decode()
     assert '<strong data-testid="lead-count">20000</strong>' in html
-    assert f'<strong data-testid="total-usd">${expected["total_usd"]}</strong>' in html
-    assert f"${expected['per_lead_usd']}" in html
+    # Money reads with thousands separators and 4 places: "$2,604.4837".
+    assert usd(expected["total_usd"]).count(",") == 1
+    assert f'<strong data-testid="total-usd">{usd(expected["total_usd"])}</strong>' in html
+    assert f"{usd(expected['per_lead_usd'])}" in html
 
     batch = BatchReport.objects.get()
     assert batch.status == BatchReport.Status.DRAFT

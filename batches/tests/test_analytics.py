@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from batches.analytics import batch_analytics
-from batches.models import BatchReport
+from batches.models import BatchReport, BatchReportLead
 from batches.tests.api_fixtures import (
     ROLE_PERMISSIONS,
     add_lead_rows,
@@ -46,7 +46,7 @@ def _created(batch, days_ago: int) -> None:
 
 @pytest.mark.django_db
 def test_empty_range_is_all_zeros_and_nulls(django_assert_num_queries):
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(5):
         result = batch_analytics(days=7)
     today = timezone.now().date()
     assert result["days"] == 7
@@ -85,7 +85,7 @@ def history(db):
 
 
 def test_by_day_and_totals(history, django_assert_num_queries):
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(5):
         result = batch_analytics(days=30)
     by_date = {day.pop("date"): day for day in result["by_day"]}
     today = timezone.now().date()
@@ -134,7 +134,7 @@ def test_by_day_and_totals(history, django_assert_num_queries):
 
 
 def test_longer_range_reaches_older_batches_with_the_same_queries(history, django_assert_num_queries):
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(5):
         result = batch_analytics(days=365)
     assert len(result["by_day"]) == 365
     assert result["totals"]["batches"] == 4
@@ -157,3 +157,66 @@ def test_api_rejects_days_out_of_range(viewer_client, days):
     response = viewer_client.get("/api/batches/analytics/", {"days": days})
     assert response.status_code == 400
     assert list(response.json()) == ["days"]
+
+
+def test_spend_by_provider_lead_durations_and_estimate_error_per_batch(history, django_assert_num_queries):
+    from reports.models import ProviderCall
+
+    batch = BatchReport.objects.get(estimated_cost_usd=Decimal("10"))
+    rows = list(batch.leads.order_by("position"))
+    for row, duration in zip(rows, [1000, 2000, 3000, 4000], strict=False):
+        BatchReportLead.objects.filter(pk=row.pk).update(duration_ms=duration)
+    calls = [
+        ("pagespeed", "succeeded", "0.03"),
+        ("pagespeed", "failed", "0"),
+        ("semrush", "succeeded", "0.08"),
+        ("semrush", "succeeded", "0.08"),
+        ("llm", "cached", "0"),
+    ]
+    for provider, status, cost in calls:
+        ProviderCall.objects.create(
+            provider=provider, batch_lead_id=rows[0].pk, status=status, cost_usd=Decimal(cost)
+        )
+    # A call outside the range's batches does not count.
+    ProviderCall.objects.create(
+        provider="hunter", batch_lead_id=None, status="succeeded", cost_usd=Decimal("1")
+    )
+
+    with django_assert_num_queries(5):
+        result = batch_analytics(days=30)
+
+    assert result["by_provider"] == [
+        {
+            "provider": "semrush",
+            "calls": 2,
+            "paid_calls": 2,
+            "failed_calls": 0,
+            "cached_calls": 0,
+            "spend_usd": "0.1600",
+        },
+        {
+            "provider": "pagespeed",
+            "calls": 2,
+            "paid_calls": 1,
+            "failed_calls": 1,
+            "cached_calls": 0,
+            "spend_usd": "0.0300",
+        },
+        {
+            "provider": "llm",
+            "calls": 1,
+            "paid_calls": 0,
+            "failed_calls": 0,
+            "cached_calls": 1,
+            "spend_usd": "0.0000",
+        },
+    ]
+    # Four finished leads with a duration (the skipped one has none): 1, 2, 3 and 4 seconds.
+    assert result["lead_duration_ms"] == {"count": 4, "p50": 2500, "p95": 3850}
+    # The two batches that ran to completion today; the budget-stopped one is not compared.
+    assert [
+        (row["estimated_usd"], row["actual_usd"], row["error_percent"]) for row in result["estimate_by_batch"]
+    ] == [
+        ("4.0000", "4.4000", 10.0),
+        ("10.0000", "9.5000", -5.0),
+    ]

@@ -23,6 +23,7 @@ from batches import services
 from batches.models import BatchReport
 from batches.selectors import batch_snapshot
 from batches.tests.ui_fixtures import bulk_leads
+from leadgen.display import usd
 from leadgen.embedded_db import database_url
 from leads.models import Lead
 
@@ -227,7 +228,7 @@ def test_action_preview_launch_live_progress_and_cancel(servers, browser, cpo):
     page.click("button[name=index]")
 
     assert page.text_content("[data-testid=lead-count]") == "110"
-    assert page.text_content("[data-testid=total-usd]") == f"${expected_total}"
+    assert page.text_content("[data-testid=total-usd]") == usd(expected_total)
     page.fill("#id_name", "Browser dentists")
     page.click("input[name=_launch]")
     page.wait_for_url("**/batches/*/")
@@ -247,7 +248,7 @@ def test_action_preview_launch_live_progress_and_cancel(servers, browser, cpo):
     assert_not_reloaded(page)
     snapshot = batch_snapshot(batch_id=batch.pk)
     assert page_counts(page) == {key: snapshot[key] for key in page_counts(page)}
-    assert page.text_content("#cost-actual") == snapshot["actual_cost_usd"]
+    assert page.text_content("#cost-actual") == usd(snapshot["actual_cost_usd"])
     rows = page.locator("#lead-rows tbody tr")
     assert rows.count() == 100  # the first page of the table
     succeeded_rows = page.locator("#lead-rows tr[data-status=succeeded]")

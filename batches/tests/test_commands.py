@@ -5,6 +5,7 @@ from django.core.management import CommandError, call_command
 
 from batches.models import BatchReport
 from batches.tests.engine import make_leads
+from leadgen.display import usd
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,9 +32,7 @@ def test_run_batch_creates_launches_and_runs_in_process():
     )
     assert batch.created_by is None and batch.budget_usd == 50
     assert f"Batch #{batch.pk} completed: 4 succeeded, 0 failed" in out.getvalue()
-    assert (
-        f"cost {batch.actual_cost_usd.quantize(batch.budget_usd.__class__('0.0001'))} USD" in out.getvalue()
-    )
+    assert f"cost {usd(batch.actual_cost_usd)} (estimated {usd(batch.estimated_cost_usd)})" in out.getvalue()
 
 
 def test_run_batch_skips_recently_reported_leads_unless_included():

@@ -209,3 +209,18 @@ def test_csv_lists_a_succeeded_leads_warnings_in_one_cell(big_batch, viewer_clie
     lines = b"".join(_chunks(viewer_client.get(f"/api/batches/{big_batch.pk}/export.csv"))).decode()
     row = dict(zip(CSV_HEADER, list(csv.reader(lines.splitlines()))[2], strict=True))
     assert row["warnings"] == "pagespeed: could not load the site; screenshot: =the site answered 500"
+
+
+def test_the_csv_error_column_is_one_readable_line(viewer_client):
+    batch = make_batch(status=BatchReport.Status.COMPLETED)
+    add_lead_rows(
+        batch,
+        ["failed"],
+        error_code="http_429",
+        last_error="llm: <html><body><h1>429 Too Many Requests</h1>\n<hr>nginx</body></html>",
+    )
+
+    response = viewer_client.get(f"/api/batches/{batch.pk}/export.csv")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0]["error"] == "llm: 429 Too Many Requests"

@@ -46,8 +46,8 @@ def test_page_renders_the_snapshot_with_an_accessible_progress_bar(client, runne
 
     for key, value in [("total", 8), ("pending", 2), ("processing", 1), ("succeeded", 2), ("failed", 3)]:
         assert f'<dd id="count-{key}">{value}</dd>' in html
-    assert '$<span id="cost-estimated">1.2345</span>' in html
-    assert '$<span id="cost-actual">0.0000</span>' in html
+    assert '<dd id="cost-estimated">$1.2345</dd>' in html
+    assert '<dd id="cost-actual">$0.0000</dd>' in html
     assert "sandbox — no provider is charged" in html
     assert html.count('<tr data-lead-id="') == 8
     assert '<code>timeout</code> Timed out</td><td class="num">3</td>' in html
@@ -173,3 +173,21 @@ def test_retry_failed_button_requeues_the_failed_leads(client, runner):
     batch.refresh_from_db()
     assert batch.status == BatchReport.Status.QUEUED
     assert batch.leads.filter(status="pending").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_error_that_holds_an_html_page_reads_as_one_line(client, runner):
+    page = "pagespeed: <html><body>\n<h1>429 Too Many Requests</h1>\n<hr><center>nginx</center></body></html>"
+    batch = make_batch(user=runner, statuses=["failed", "succeeded"], error=page, error_code="http_429")
+
+    html = client.get(reverse("batches:detail", args=[batch.pk])).content.decode()
+    rows = client.get(reverse("batches:rows", args=[batch.pk])).json()
+
+    assert "&lt;html" not in html and "<h1>429" not in html
+    assert '<td data-field="error">pagespeed: 429 Too Many Requests</td>' in html
+    assert "<code>http_429</code> pagespeed: 429 Too Many Requests</td>" in html
+    assert rows["failures"][0]["error"] == "pagespeed: 429 Too Many Requests"
+    assert batch_snapshot(batch_id=batch.pk)["recent"][-1]["error"] in (
+        "",
+        "pagespeed: 429 Too Many Requests",
+    )

@@ -7,6 +7,9 @@
  * every 2 s meanwhile; when the socket cannot be opened at all, polling carries on alone. A socket
  * that opens but stays silent while the batch runs (the server sends at least every 2 s) is treated
  * as dropped after SILENCE_MS, so a proxy that swallows frames cannot freeze the page.
+ *
+ * The charts start from the progress history the server rendered into the page and gain a point with
+ * every snapshot; the table under them and the one-line summary beside them carry the same numbers.
  */
 (function () {
   "use strict";
@@ -16,6 +19,10 @@
   if (!root || !initial) {
     return;
   }
+  var charts = window.LeadgenCharts;
+  var usd = charts ? charts.usd : function (value) {
+    return "$" + value;
+  };
 
   var FINISHED = ["completed", "completed_with_errors", "cancelled", "failed"];
   var LABELS = {
@@ -35,6 +42,7 @@
   var BACKOFF_MAX_MS = 15000;
   var ROWS_MIN_INTERVAL_MS = 2000;
   var RECENT_LIMIT = 20;
+  var CHART_POINTS_MAX = 300;
 
   var state = {
     snapshot: JSON.parse(initial.textContent),
@@ -63,20 +71,6 @@
 
   function isFinished(snapshot) {
     return FINISHED.indexOf(snapshot.status) !== -1;
-  }
-
-  function formatSeconds(seconds) {
-    if (seconds === null || seconds === undefined) {
-      return "\u2014";
-    }
-    if (seconds < 60) {
-      return seconds + " s";
-    }
-    var minutes = Math.round(seconds / 60);
-    if (minutes < 60) {
-      return minutes + " min";
-    }
-    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
   }
 
   function setConnection(kind, text) {
@@ -108,14 +102,15 @@
     ["total", "pending", "processing", "succeeded", "failed", "skipped", "cancelled"].forEach(function (key) {
       setText("count-" + key, snapshot[key]);
     });
-    setText("cost-actual", snapshot.actual_cost_usd);
-    setText("cost-estimated", snapshot.estimated_cost_usd);
-    setText("cost-budget", snapshot.budget_usd ? "$" + snapshot.budget_usd : "none");
+    setText("cost-actual", usd(snapshot.actual_cost_usd));
+    setText("cost-estimated", usd(snapshot.estimated_cost_usd));
+    setText("cost-budget", snapshot.budget_usd ? usd(snapshot.budget_usd) : "none");
     setText(
       "throughput",
       snapshot.throughput_per_minute === null ? "\u2014" : snapshot.throughput_per_minute + " leads/min"
     );
-    setText("eta", formatSeconds(snapshot.eta_seconds));
+    setText("eta", snapshot.eta_text);
+    $("eta").dataset.state = snapshot.eta_state;
     setText("stop-reason", snapshot.stop_reason || "\u2014");
     setText("stop-detail", snapshot.stop_detail || "\u2014");
     Object.keys(snapshot.providers || {}).forEach(function (name) {
@@ -148,6 +143,7 @@
 
     announce(snapshot, done);
     (snapshot.recent || []).slice().reverse().forEach(updateRow);
+    history.add(snapshot);
   }
 
   function announce(snapshot, done) {
@@ -190,7 +186,7 @@
         })
         .join("; ");
     cell(row, "duration_ms").textContent = lead.duration_ms === null ? "" : lead.duration_ms + " ms";
-    cell(row, "cost_usd").textContent = "$" + lead.cost_usd;
+    cell(row, "cost_usd").textContent = usd(lead.cost_usd);
     var reportCell = cell(row, "report_url");
     if (lead.report_url) {
       var link = reportCell.querySelector("a");
@@ -369,6 +365,117 @@
       scheduleReconnect();
     };
   }
+
+  /*
+   * Progress over time: the server's history, then one point per snapshot (x in minutes since the
+   * start, by the server's clock: the page learns the offset from the history's `server_now`).
+   */
+  var history = (function () {
+    var source = document.getElementById("batch-history");
+    var progressCanvas = $("progress-chart");
+    var costCanvas = $("cost-chart");
+    var table = document.querySelector("#history-table tbody");
+    var data = source ? JSON.parse(source.textContent) : { points: [] };
+    var clockOffset = data.server_now ? Date.now() - Date.parse(data.server_now) : 0;
+    var estimate = Number(data.estimated_cost_usd || 0);
+    var progress = null;
+    var cost = null;
+    var lastX = -1;
+    var finishedDrawn = false;
+
+    if (charts && progressCanvas && costCanvas) {
+      progress = charts.timeline(
+        progressCanvas,
+        [
+          { label: "Succeeded", color: "#2e7d32" },
+          { label: "Failed", color: "#c62828" },
+          { label: "In flight", color: "#1f5f8b" },
+        ],
+        "count"
+      );
+      cost = charts.timeline(
+        costCanvas,
+        [
+          { label: "Actual cost", color: "#6a1b9a" },
+          { label: "Estimate", color: "#555555", dashed: true },
+        ],
+        "usd"
+      );
+    }
+
+    function addPoint(x, succeeded, failed, processing, actual) {
+      if (x <= lastX) {
+        return false;
+      }
+      lastX = x;
+      if (progress) {
+        progress.append(x, [succeeded, failed, processing]);
+        cost.append(x, [Number(actual), estimate]);
+      }
+      if (table) {
+        var row = document.createElement("tr");
+        [charts ? charts.clock(x) : x.toFixed(1), succeeded, failed, processing, usd(actual)].forEach(function (value, index) {
+          var node = document.createElement(index === 0 ? "th" : "td");
+          if (index === 0) {
+            node.scope = "row";
+          } else {
+            node.className = "num";
+          }
+          node.textContent = String(value);
+          row.append(node);
+        });
+        table.append(row);
+        while (table.rows.length > CHART_POINTS_MAX) {
+          table.deleteRow(0);
+        }
+      }
+      return true;
+    }
+
+    function redraw() {
+      if (progress) {
+        progress.thin(CHART_POINTS_MAX);
+        cost.thin(CHART_POINTS_MAX);
+        progress.update();
+        cost.update();
+      }
+    }
+
+    function summarize(snapshot) {
+      var minutes = lastX < 0 ? 0 : lastX;
+      setText(
+        "history-summary",
+        snapshot.succeeded + " succeeded, " + snapshot.failed + " failed and " + snapshot.processing +
+          " in flight after " + (charts ? charts.clock(minutes) : minutes.toFixed(1)) + " (min:s); spent " +
+          usd(snapshot.actual_cost_usd) +
+          " of an estimated " + usd(snapshot.estimated_cost_usd) + "."
+      );
+    }
+
+    if (table) {
+      table.replaceChildren();
+    }
+    (data.points || []).forEach(function (point) {
+      addPoint(point.elapsed_seconds / 60, point.succeeded, point.failed, point.processing, point.actual_cost_usd);
+    });
+    redraw();
+
+    return {
+      add: function (snapshot) {
+        if (!snapshot.started_at || finishedDrawn) {
+          return;
+        }
+        estimate = Number(snapshot.estimated_cost_usd);
+        var end = snapshot.finished_at ? Date.parse(snapshot.finished_at) : Date.now() - clockOffset;
+        var x = (end - Date.parse(snapshot.started_at)) / 60000;
+        if (addPoint(x, snapshot.succeeded, snapshot.failed, snapshot.processing, snapshot.actual_cost_usd)) {
+          redraw();
+        }
+        finishedDrawn = isFinished(snapshot);
+        summarize(snapshot);
+      },
+    };
+  })();
 
   window.addEventListener("pagehide", function () {
     state.stopped = true;

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from batches.engine import run_slice
 from batches.selectors import batch_snapshot
 from batches.services import batch_create_draft, batch_launch
+from leadgen.display import usd
 from leadgen.errors import ServiceError
 from leads.selectors import lead_list
 
@@ -68,7 +69,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"Batch #{batch.pk} {batch.name!r}: {batch.leads.count()} leads, "
-            f"estimated {batch.estimated_cost_usd} USD ({batch.provider_mode})"
+            f"estimated {usd(batch.estimated_cost_usd)} ({batch.provider_mode})"
         )
         worker = threading.Thread(target=self._run, args=(batch.pk,), daemon=True)
         worker.start()
@@ -87,7 +88,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Batch #{batch.pk} {snapshot['status']}: {snapshot['succeeded']} succeeded, "
             f"{snapshot['failed']} failed, {snapshot['skipped']} skipped, {snapshot['cancelled']} cancelled; "
-            f"cost {snapshot['actual_cost_usd']} USD (estimated {snapshot['estimated_cost_usd']} USD)"
+            f"cost {usd(snapshot['actual_cost_usd'])} (estimated {usd(snapshot['estimated_cost_usd'])})"
             + (f"; stopped: {snapshot['stop_reason']}" if snapshot["stop_reason"] else "")
         )
 
