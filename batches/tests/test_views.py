@@ -7,8 +7,8 @@ from batches.models import BatchReport
 from batches.selectors import batch_snapshot
 from batches.tests.ui_fixtures import ElementIndex, make_batch, make_user
 
-VIEWER_PERMS = ("batches.view_batchreport",)
-RUNNER_PERMS = ("batches.view_batchreport", "batches.run_batch")
+VIEWER_PERMS = ("batches.view_batchreport", "reports.view_report")
+RUNNER_PERMS = ("batches.view_batchreport", "batches.run_batch", "reports.view_report")
 FAILED_AND_MORE = ["succeeded", "succeeded", "failed", "failed", "failed", "processing", "pending", "pending"]
 
 
@@ -89,6 +89,19 @@ def test_viewer_without_run_permission_sees_no_buttons(client, django_user_model
     assert response.status_code == 200
     assert "cancel-form" not in response.content.decode()
     assert client.post(reverse("batches:cancel", args=[batch.pk])).status_code == 403
+
+
+@pytest.mark.django_db
+def test_viewer_without_the_report_permission_is_offered_no_reports_zip(client, django_user_model):
+    user = make_user(django_user_model, "batches-only", perms=("batches.view_batchreport",))
+    client.force_login(user)
+    batch = make_batch(user=user, statuses=["succeeded"])
+
+    index = ElementIndex(client.get(reverse("batches:detail", args=[batch.pk])).content.decode())
+
+    assert "download-csv" in index.by_id
+    assert "download-zip" not in index.by_id
+    assert client.get(f"/api/batches/{batch.pk}/reports.zip").status_code == 403
 
 
 @pytest.mark.django_db
