@@ -150,3 +150,20 @@ def test_the_debug_500_page_masks_the_passwords_in_urls(settings):
     assert "redis.internal:6379" in page and "db.internal:5432" in page
     assert REDIS_PASSWORD not in page
     assert DATABASE_PASSWORD not in page
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The API's schema and docs.
+
+
+@pytest.mark.django_db
+def test_the_schema_and_the_docs_need_a_signed_in_user(client, django_user_model):
+    assert client.get("/api/schema/").status_code == 401
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 302
+    assert docs["Location"].startswith("/admin/login/")
+
+    client.force_login(django_user_model.objects.create_user("reader", password=None))
+
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
