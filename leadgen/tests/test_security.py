@@ -12,6 +12,8 @@ import pytest
 from django.test import Client
 from django.urls import path
 
+from leadgen import dev_secret_key
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 PROVIDER_KEYS = (
     "PAGESPEED_API_KEY",
@@ -84,6 +86,18 @@ def test_a_local_run_signs_with_a_key_of_the_checkout_that_no_tracked_file_holds
     )
     assert tracked.stdout == ""
     assert (BASE_DIR / ".dev-secret-key").stat().st_mode & 0o077 == 0  # readable by its owner only
+
+
+def test_the_checkout_key_is_made_once_and_kept(tmp_path):
+    path = tmp_path / ".dev-secret-key"
+
+    key = dev_secret_key.load_or_create(path)
+
+    assert len(key) >= 50
+    assert dev_secret_key.load_or_create(path) == key
+    assert path.stat().st_mode & 0o077 == 0
+    assert [p.name for p in tmp_path.iterdir()] == [".dev-secret-key"]  # no temporary file left
+    assert dev_secret_key.load_or_create(tmp_path / "other") != key
 
 
 def test_the_readme_production_environment_passes_the_deploy_check_without_a_warning():
