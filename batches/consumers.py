@@ -159,6 +159,17 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
         if self.group_name:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        # Client frames are requests at most: a binary frame or text that is not JSON means nothing,
+        # and is dropped rather than ending the socket with an error.
+        if text_data is None:
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content, **kwargs):
         # The protocol is server-to-client; a client may ask for a resync with {"type": "resync"}.
         # Resyncs are served at the message cadence (`_serve_resync`): those that arrive meanwhile are

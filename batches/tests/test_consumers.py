@@ -315,3 +315,29 @@ def snapshot_statements_on_the_batch_table(batch_id: int) -> int:
     with connections["default"].execute_wrapper(counter):
         batch_snapshot(batch_id=batch_id)
     return counter.reads
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "frame", [{"text_data": "not json"}, {"bytes_data": b"\x00\x01"}, {"text_data": '["resync"]'}]
+)
+async def test_a_frame_that_is_not_a_json_message_is_ignored_and_the_socket_goes_on(viewer, frame):
+    batch = await sync_to_async(make_batch)(
+        user=viewer, statuses=["succeeded"], status=BatchReport.Status.COMPLETED
+    )
+    headers = await sync_to_async(socket_headers)(viewer)
+    comm = communicator(batch.pk, headers)
+    connected, _ = await comm.connect()
+    assert connected
+    assert [(await comm.receive_json_from(timeout=5))["type"] for _ in range(2)] == ["snapshot", "finished"]
+
+    if "text_data" in frame:
+        await comm.send_to(text_data=frame["text_data"])
+    else:
+        await comm.send_to(bytes_data=frame["bytes_data"])
+    await sync_to_async(BatchReport.objects.filter(pk=batch.pk).update)(name="Still followed")
+    await comm.send_json_to({"type": "resync"})
+
+    message = await comm.receive_json_from(timeout=3)
+    assert message["batch"]["name"] == "Still followed"
+    await comm.disconnect()

@@ -120,7 +120,7 @@ def test_a_proxy_ssl_header_that_is_not_name_and_value_stops_the_start():
     assert "SECURE_PROXY_SSL_HEADER must be Header-Name=value" in result.stderr
 
 
-def test_behind_the_proxy_its_header_makes_a_request_https(settings):
+def test_the_proxy_header_is_read_into_the_form_django_expects():
     environment = readme_production_environment()
     result = manage(
         "shell",
