@@ -6,9 +6,9 @@ from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html
-from django_q.admin import ScheduleAdmin
-from django_q.models import Schedule
-from rest_framework.authtoken.admin import TokenAdmin
+from django_q.admin import FailAdmin, ScheduleAdmin, TaskAdmin
+from django_q.models import Failure, Schedule, Success
+from rest_framework.authtoken.admin import TokenAdmin as DrfTokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from batches import selectors, services
@@ -230,7 +230,26 @@ class SuperuserScheduleAdmin(ScheduleAdmin):
     has_add_permission = has_change_permission = has_delete_permission = has_view_permission
 
 
-class MaskedTokenAdmin(TokenAdmin):
+class SuperuserResubmitMixin:
+    """django-q2's "Resubmit selected tasks to queue" runs a stored callable again: superusers only (it
+    is offered to anyone who may view the tasks otherwise)."""
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("resubmit_task", None)
+        return actions
+
+
+class SuccessTaskAdmin(SuperuserResubmitMixin, TaskAdmin):
+    pass
+
+
+class FailedTaskAdmin(SuperuserResubmitMixin, FailAdmin):
+    pass
+
+
+class MaskedTokenAdmin(DrfTokenAdmin):
     """API tokens: the list shows the last four characters of each key; the token pages (whose title
     is the key) are for those who may change tokens, not for view-only staff."""
 
@@ -249,5 +268,9 @@ class MaskedTokenAdmin(TokenAdmin):
 
 admin.site.unregister(Schedule)
 admin.site.register(Schedule, SuperuserScheduleAdmin)
+admin.site.unregister(Success)
+admin.site.register(Success, SuccessTaskAdmin)
+admin.site.unregister(Failure)
+admin.site.register(Failure, FailedTaskAdmin)
 admin.site.unregister(TokenProxy)
 admin.site.register(TokenProxy, MaskedTokenAdmin)

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
-from django_q.models import Schedule
+from django_q.models import Failure, OrmQ, Schedule
 from rest_framework.authtoken.models import Token
 
 from batches.models import WebhookEndpoint
@@ -107,3 +107,21 @@ def test_only_superusers_may_schedule_a_callable(django_user_model, admin_client
     assert Schedule.objects.count() == before
     assert admin_client.get(add).status_code == 200
     assert admin_client.get(reverse("admin:django_q_schedule_changelist")).status_code == 200
+
+
+def test_only_superusers_may_resubmit_a_stored_task(django_user_model, admin_client):
+    failed = Failure.objects.create(
+        id="f" * 32, name="failed-task", func="os.system", args=("touch /tmp/owned",), kwargs={},
+        started="2030-01-01T00:00:00Z", stopped="2030-01-01T00:00:01Z", success=False,
+    )  # fmt: skip
+    changelist = reverse("admin:django_q_failure_changelist")
+    client = staff_client(django_user_model, "auditor", "django_q.view_failure", "django_q.change_failure")
+    post = {"action": "resubmit_task", "_selected_action": [failed.pk], "index": "0"}
+
+    assert client.get(changelist).status_code == 200
+    assert "resubmit_task" not in client.get(changelist).content.decode()
+    client.post(changelist, post)
+
+    assert OrmQ.objects.count() == 0
+    assert Failure.objects.filter(pk=failed.pk).exists()
+    assert "resubmit_task" in admin_client.get(changelist).content.decode()
