@@ -23,6 +23,10 @@ HOLD = hold() { [ -n "$$DATABASE_URL" ] || $(PY) -m leadgen.embedded_db "$$@"; }
 # stops can hang it), while daphne, started in the background, ignores SIGINT and needs a TERM. The
 # PostgreSQL server runs in a session of its own: `hold release` stops it once both have ended (the
 # traps come first, so that a Ctrl-C while the server starts still releases it).
+# The local demo: debug mode (unless DEBUG is set), in which the settings sign with this checkout's own
+# random key (.dev-secret-key, made on first use) when SECRET_KEY is not set.
+run: export DEBUG ?= 1
+
 run: install
 	@$(HOLD); \
 	trap 'kill -TERM $$web 2>/dev/null; wait' INT; \

@@ -1,10 +1,16 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django_q.admin import FailAdmin, ScheduleAdmin, TaskAdmin
+from django_q.models import Failure, Schedule, Success
+from rest_framework.authtoken.admin import TokenAdmin as DrfTokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
 from batches import selectors, services
 from batches.models import BatchReport, BatchReportLead, WebhookDelivery, WebhookEndpoint
@@ -180,12 +186,56 @@ class BatchReportAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
 
+def last_four(secret: str) -> str:
+    """What the admin shows of a secret: its last four characters."""
+    return f"…{secret[-4:]}" if secret else "—"
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """The secret is write-only: never rendered back; left empty on a change, the current one is kept."""
+
+    secret = forms.CharField(
+        max_length=200,
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: the current secret is never shown, only its last four characters. "
+        "Leave empty to keep it.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["name", "url", "secret", "is_active"]
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data["secret"]
+        if secret:
+            return secret
+        if self.instance.pk:
+            return self.instance.secret
+        raise ValidationError("Set a secret: receivers check each delivery's signature with it.")
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "url", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "url"]
+    readonly_fields = ["secret_ending"]
+
+    @admin.display(description="Current secret")
+    def secret_ending(self, obj: WebhookEndpoint) -> str:
+        return last_four(obj.secret)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "url", "secret", "is_active"]
+        if not self.has_change_permission(request, obj):
+            # A read-only page shows every field's value: the secret's field is left out.
+            return ["name", "url", "secret_ending", "is_active"]
+        return ["name", "url", "secret_ending", "secret", "is_active"]
 
 
 @admin.register(WebhookDelivery)
@@ -210,3 +260,65 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Third-party admins, narrowed (README "Who may see and do what").
+
+
+class SuperuserScheduleAdmin(ScheduleAdmin):
+    """A schedule names any dotted callable for the workers to run: superusers only, whatever
+    permissions a user holds on the model."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    has_add_permission = has_change_permission = has_delete_permission = has_view_permission
+
+
+class SuperuserResubmitMixin:
+    """django-q2's "Resubmit selected tasks to queue" runs a stored callable again: superusers only (it
+    is offered to anyone who may view the tasks otherwise)."""
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("resubmit_task", None)
+        return actions
+
+
+class SuccessTaskAdmin(SuperuserResubmitMixin, TaskAdmin):
+    pass
+
+
+class FailedTaskAdmin(SuperuserResubmitMixin, FailAdmin):
+    pass
+
+
+class MaskedTokenAdmin(DrfTokenAdmin):
+    """API tokens: the list shows the last four characters of each key; the token pages (whose title
+    is the key) are for those who may change tokens, not for view-only staff."""
+
+    list_display = ["key_ending", "user", "created"]
+    list_display_links = None
+
+    @admin.display(description="Key")
+    def key_ending(self, obj: TokenProxy) -> str:
+        return last_four(obj.key)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return self.has_change_permission(request, obj)
+        return super().has_view_permission(request, obj)
+
+
+admin.site.unregister(Schedule)
+admin.site.register(Schedule, SuperuserScheduleAdmin)
+admin.site.unregister(Success)
+admin.site.register(Success, SuccessTaskAdmin)
+admin.site.unregister(Failure)
+admin.site.register(Failure, FailedTaskAdmin)
+admin.site.unregister(TokenProxy)
+admin.site.register(TokenProxy, MaskedTokenAdmin)

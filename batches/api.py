@@ -1,6 +1,7 @@
 """The batch REST API: translate HTTP to `batches.services` / `batches.selectors` calls and back.
 
-Reads need `batches.view_batchreport`; preview, launch, cancel and retry need `batches.run_batch`.
+Reads need `batches.view_batchreport` (the reports ZIP also `reports.view_report`); preview, launch,
+cancel and retry need `batches.run_batch`.
 """
 
 from django.shortcuts import get_object_or_404
@@ -50,6 +51,16 @@ class RunBatchPermission(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm("batches.run_batch"))
+
+
+class ViewReportsPermission(permissions.BasePermission):
+    """The reports themselves (the ZIP) need `reports.view_report`, as the report pages and PDFs do."""
+
+    message = "You do not have permission to view reports."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("reports.view_report"))
 
 
 class DownloadNegotiation(BaseContentNegotiation):
@@ -366,6 +377,8 @@ class BatchViewSet(GenericViewSet):
     def get_permissions(self):
         if self.action in self.run_actions:
             return [RunBatchPermission()]
+        if self.action == "reports_zip":
+            return [ModelPermissions(), ViewReportsPermission()]
         return [ModelPermissions()]
 
     def get_content_negotiator(self):

@@ -144,6 +144,9 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
         self._last_snapshot: dict | None = None
         self._hint = asyncio.Event()
         self._terminal_hint_at: float | None = None
+        self._resync_asked = False
+        self._last_resync = 0.0
+        self._finished_heard = asyncio.Event()
         self.group_name = batch_group(self.batch_id)
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         self._ticker = asyncio.ensure_future(self._run())
@@ -156,10 +159,23 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
         if self.group_name:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        # Client frames are requests at most: a binary frame or text that is not JSON means nothing,
+        # and is dropped rather than ending the socket with an error.
+        if text_data is None:
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content, **kwargs):
         # The protocol is server-to-client; a client may ask for a resync with {"type": "resync"}.
+        # Resyncs are served at the message cadence (`_serve_resync`): those that arrive meanwhile are
+        # answered together, so a flood of them costs no more reads than the batch's own messages.
         if isinstance(content, dict) and content.get("type") == "resync":
-            self._terminal_hint_at = time.monotonic()
+            self._resync_asked = True
             self._hint.set()
 
     async def batch_progress(self, event):
@@ -167,6 +183,7 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
 
     async def batch_finished(self, event):
         self._terminal_hint_at = time.monotonic()
+        self._finished_heard.set()
         self._hint.set()
 
     async def _run(self):
@@ -198,6 +215,8 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
                 timeout = max(0.0, self._last_sent + MAX_INTERVAL_SECONDS - loop.time())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._hint.wait(), timeout)
+            if self._resync_asked:
+                await self._serve_resync()
             hint_at = time.monotonic()
             not_before = self._terminal_hint_at or (hint_at if finished else None)
             self._hint.clear()
@@ -218,6 +237,21 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
                 continue
             finished = False
             await self._send("progress", snapshot)
+
+    async def _serve_resync(self) -> None:
+        """Wait until MIN_INTERVAL_SECONDS after the last resync served, then ask for a fresh read.
+
+        The end of the batch cuts the wait short: its message goes at once.
+        """
+        loop = asyncio.get_running_loop()
+        wait = self._last_resync + MIN_INTERVAL_SECONDS - loop.time()
+        if wait > 0 and self._terminal_hint_at is None:
+            self._finished_heard.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished_heard.wait(), wait)
+        self._resync_asked = False
+        self._last_resync = loop.time()
+        self._terminal_hint_at = self._terminal_hint_at or time.monotonic()
 
     async def _send(self, kind: str, snapshot: dict) -> None:
         self._seq = max(self._seq + 1, int(snapshot.get("seq") or 0))

@@ -10,26 +10,33 @@ from pathlib import Path
 import environ
 import jinja2
 
-from leadgen import embedded_db
+from leadgen import dev_secret_key, embedded_db
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-DEBUG = env.bool("DEBUG", default=True)
+# Secure defaults: debug mode only when asked for, and no secret key in the code. A local run
+# (`make run`, or DEBUG=1 by hand) signs with a random key of this checkout's own, kept in a git-ignored
+# file; with DEBUG off the key must come from the environment.
+DEBUG = env.bool("DEBUG", default=False)
+DEV_SECRET_KEY_FILE = BASE_DIR / ".dev-secret-key"
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
-        sys.exit("SECRET_KEY is required when DEBUG=0: set the SECRET_KEY environment variable.")
-    SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105
+        sys.exit(
+            "SECRET_KEY is required when DEBUG is off (the default): set the SECRET_KEY environment "
+            "variable, or DEBUG=1 for a local run."
+        )
+    SECRET_KEY = dev_secret_key.load_or_create(DEV_SECRET_KEY_FILE)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "leadgen.apps.LeadgenAdminConfig",  # django.contrib.admin on the project's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -211,6 +218,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Batches of website-audit reports for leads: preview, launch, follow, export.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the Swagger UI are for signed-in users (a token or the admin session) only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -320,7 +329,20 @@ LOGGING = {
     },
 }
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS. Cookies are sent over HTTPS only unless DEBUG is on; the rest needs to know how TLS reaches
+# the process, so it is set where it is deployed (README "Production settings"): behind a proxy that
+# terminates TLS, SECURE_PROXY_SSL_HEADER names the header it sets, and only such a proxy may set it.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="")
+if _proxy_ssl_header:
+    _header, _, _value = (part.strip() for part in _proxy_ssl_header.partition("="))
+    if not _header or not _value:
+        sys.exit("SECURE_PROXY_SSL_HEADER must be Header-Name=value, e.g. X-Forwarded-Proto=https.")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.upper().replace("-", "_"), _value)
+# Debug pages and error reports hide the passwords in DATABASE_URL, REDIS_URL and every other URL.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "leadgen.error_reports.CredentialsHidingFilter"

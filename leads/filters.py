@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from leadgen.filters import UtcIsoDateTimeFilter
+from leadgen.filters import SearchFilter, UtcIsoDateTimeFilter, search_terms
 from leads.models import Lead
 
 RECENT_REPORT_DAYS = 30
@@ -62,9 +62,12 @@ def report_age_q(age: str) -> Q:
 
 
 def search_q(text: str) -> Q:
-    """Every whitespace-separated term must appear in the company name, domain or email (as the admin)."""
+    """Every whitespace-separated term must appear in the company name, domain or email (as the admin).
+
+    Raises ValidationError for a search beyond the bounds of `leadgen.filters.search_terms`.
+    """
     q = Q()
-    for term in text.split():
+    for term in search_terms(text):
         q &= Q(company_name__icontains=term) | Q(domain__icontains=term) | Q(email__icontains=term)
     return q
 
@@ -100,7 +103,7 @@ class LeadFilter(django_filters.FilterSet):
     report_age = django_filters.ChoiceFilter(
         choices=ReportAge.choices, method="filter_report_age", label="Last report"
     )
-    search = django_filters.CharFilter(method="filter_search", label="Company name, domain or email")
+    search = SearchFilter(method="filter_search", label="Company name, domain or email")
     created_after = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="gte", label="Created at or after (ISO 8601)"
     )

@@ -579,7 +579,20 @@ def report_render_html(*, report: Report) -> str:
 
 
 def report_pdf_ensure(*, report: Report) -> Report:
-    """The report with its PDF, rendered from the stored HTML with WeasyPrint on first use and kept."""
+    """The report with its PDF, rendered from the stored HTML with WeasyPrint on first use and kept.
+
+    Rendered once: the first caller renders under the report's row lock; callers that arrive meanwhile
+    wait for it and get its file instead of rendering their own.
+    """
+    if report.pdf:
+        return report
+    with transaction.atomic():
+        locked = Report.objects.select_for_update().only("html", "pdf").get(pk=report.pk)
+        return _report_pdf_render(report=locked)
+
+
+def _report_pdf_render(*, report: Report) -> Report:
+    """Render and keep the PDF unless the report has one; the caller holds the report's row lock."""
     if report.pdf:
         return report
     from weasyprint import HTML

@@ -1,4 +1,5 @@
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.shortcuts import get_object_or_404
 from django.utils.text import slugify
@@ -13,9 +14,13 @@ REPORT_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 )
 
+# Staff who may view reports (README "Who may see and do what"); staff without it get 403.
+view_report_permission = permission_required("reports.view_report", raise_exception=True)
+
 
 @require_safe
 @staff_member_required
+@view_report_permission
 def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     report = get_object_or_404(Report.objects.only("html"), pk=pk)
     response = HttpResponse(report.html, content_type="text/html; charset=utf-8")
@@ -25,8 +30,9 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_safe
 @staff_member_required
+@view_report_permission
 def report_pdf(request: HttpRequest, pk: int) -> FileResponse:
-    report = report_pdf_ensure(report=get_object_or_404(Report, pk=pk))
+    report = report_pdf_ensure(report=get_object_or_404(Report.objects.only("pdf"), pk=pk))
     return FileResponse(
         report.pdf.open("rb"), content_type="application/pdf", filename=f"report-{report.pk}.pdf"
     )

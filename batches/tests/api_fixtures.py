@@ -10,12 +10,13 @@ from batches.models import BatchReport, BatchReportLead
 from leads.models import Lead
 from reports.models import Report
 
-ROLES = ("anonymous", "no_perms", "viewer", "run_only", "runner")
+ROLES = ("anonymous", "no_perms", "batches_only", "viewer", "run_only", "runner")
 ROLE_PERMISSIONS = {
     "no_perms": [],
-    "viewer": ["view_batchreport"],
+    "batches_only": ["view_batchreport"],
+    "viewer": ["view_batchreport", "reports.view_report"],
     "run_only": ["run_batch"],
-    "runner": ["view_batchreport", "run_batch"],
+    "runner": ["view_batchreport", "run_batch", "reports.view_report"],
 }
 
 
@@ -23,9 +24,11 @@ def make_user(username: str, codenames: list[str]):
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.create_user(username=username, password=None)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="batches", codename__in=codenames)
-    )
+    for name in codenames:  # `codename` of the batches app, or `app_label.codename`
+        app_label, _, codename = name.rpartition(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label or "batches", codename=codename)
+        )
     return user
 
 

@@ -56,14 +56,18 @@ ENDPOINTS = {
     "retry_failed": ("post", "/api/batches/{finished}/retry-failed/", None, 200),
 }
 READS = {"list", "retrieve", "leads", "export_csv", "reports_zip", "analytics"}
-MAY_READ = {"viewer", "runner"}
+MAY_READ = {"batches_only", "viewer", "runner"}
 MAY_RUN = {"run_only", "runner"}
+# The reports themselves also need reports.view_report.
+MAY_READ_REPORTS = {"viewer", "runner"}
 
 
 def _expected(role: str, endpoint: str) -> int:
     if role == "anonymous":
         return 401
     allowed = MAY_READ if endpoint in READS else MAY_RUN
+    if endpoint == "reports_zip":
+        allowed = MAY_READ_REPORTS
     return ENDPOINTS[endpoint][3] if role in allowed else 403
 
 

@@ -241,3 +241,103 @@ async def test_a_socket_that_cannot_read_the_batch_closes_so_its_client_reconnec
     assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
     assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4503}
     await comm.wait()
+
+
+class StatementCounter:
+    """Counts the snapshot reads (statements on the batch table) of asgiref's shared thread, where the
+    consumer's database calls run."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        if 'FROM "batches_batchreport"' in sql:
+            self.reads += 1
+        return execute(sql, params, many, context)
+
+    async def install(self) -> None:
+        await sync_to_async(lambda: connections["default"].execute_wrappers.append(self))()
+
+    async def remove(self) -> None:
+        await sync_to_async(lambda: connections["default"].execute_wrappers.remove(self))()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("status", [BatchReport.Status.COMPLETED, BatchReport.Status.RUNNING])
+async def test_200_resyncs_in_a_second_cost_reads_at_the_message_cadence(viewer, status):
+    batch = await sync_to_async(make_batch)(user=viewer, statuses=["succeeded", "pending"], status=status)
+    headers = await sync_to_async(socket_headers)(viewer)
+    comm = communicator(batch.pk, headers)
+    connected, _ = await comm.connect()
+    assert connected
+    assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+    counter = StatementCounter()
+    await counter.install()
+    try:
+        started = time.monotonic()
+        for _ in range(200):
+            await comm.send_json_to({"type": "resync"})
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(max(0.0, 1.2 - (time.monotonic() - started)))
+        reads = counter.reads
+    finally:
+        await counter.remove()
+        await comm.disconnect()
+
+    # One read per batch_snapshot() touches the batch table; the cadence allows about two in 1.2 s.
+    per_snapshot = await sync_to_async(snapshot_statements_on_the_batch_table)(batch.pk)
+    assert reads <= 3 * per_snapshot, (reads, per_snapshot)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_resync_still_sends_what_changed_without_an_event(viewer):
+    batch = await sync_to_async(make_batch)(
+        user=viewer, statuses=["succeeded"], status=BatchReport.Status.COMPLETED
+    )
+    headers = await sync_to_async(socket_headers)(viewer)
+    comm = communicator(batch.pk, headers)
+    connected, _ = await comm.connect()
+    assert connected
+    assert [(await comm.receive_json_from(timeout=5))["type"] for _ in range(2)] == ["snapshot", "finished"]
+    await comm.send_json_to({"type": "resync"})  # served at once: no resync yet
+    await comm.send_json_to({"type": "resync"})  # within the interval: merged into the next
+    await sync_to_async(BatchReport.objects.filter(pk=batch.pk).update)(name="Renamed")
+    await comm.send_json_to({"type": "resync"})
+
+    message = await comm.receive_json_from(timeout=3)
+
+    assert (message["type"], message["batch"]["name"]) == ("finished", "Renamed")
+    await comm.disconnect()
+
+
+def snapshot_statements_on_the_batch_table(batch_id: int) -> int:
+    counter = StatementCounter()
+    with connections["default"].execute_wrapper(counter):
+        batch_snapshot(batch_id=batch_id)
+    return counter.reads
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "frame", [{"text_data": "not json"}, {"bytes_data": b"\x00\x01"}, {"text_data": '["resync"]'}]
+)
+async def test_a_frame_that_is_not_a_json_message_is_ignored_and_the_socket_goes_on(viewer, frame):
+    batch = await sync_to_async(make_batch)(
+        user=viewer, statuses=["succeeded"], status=BatchReport.Status.COMPLETED
+    )
+    headers = await sync_to_async(socket_headers)(viewer)
+    comm = communicator(batch.pk, headers)
+    connected, _ = await comm.connect()
+    assert connected
+    assert [(await comm.receive_json_from(timeout=5))["type"] for _ in range(2)] == ["snapshot", "finished"]
+
+    if "text_data" in frame:
+        await comm.send_to(text_data=frame["text_data"])
+    else:
+        await comm.send_to(bytes_data=frame["bytes_data"])
+    await sync_to_async(BatchReport.objects.filter(pk=batch.pk).update)(name="Still followed")
+    await comm.send_json_to({"type": "resync"})
+
+    message = await comm.receive_json_from(timeout=3)
+    assert message["batch"]["name"] == "Still followed"
+    await comm.disconnect()

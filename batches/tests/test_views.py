@@ -6,9 +6,10 @@ from django.urls import reverse
 from batches.models import BatchReport
 from batches.selectors import batch_snapshot
 from batches.tests.ui_fixtures import ElementIndex, make_batch, make_user
+from reports.models import Report
 
-VIEWER_PERMS = ("batches.view_batchreport",)
-RUNNER_PERMS = ("batches.view_batchreport", "batches.run_batch")
+VIEWER_PERMS = ("batches.view_batchreport", "reports.view_report")
+RUNNER_PERMS = ("batches.view_batchreport", "batches.run_batch", "reports.view_report")
 FAILED_AND_MORE = ["succeeded", "succeeded", "failed", "failed", "failed", "processing", "pending", "pending"]
 
 
@@ -89,6 +90,30 @@ def test_viewer_without_run_permission_sees_no_buttons(client, django_user_model
     assert response.status_code == 200
     assert "cancel-form" not in response.content.decode()
     assert client.post(reverse("batches:cancel", args=[batch.pk])).status_code == 403
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("may_read_reports", [False, True])
+def test_the_reports_zip_and_links_are_offered_to_those_who_may_read_reports(
+    client, django_user_model, may_read_reports
+):
+    perms = ("batches.view_batchreport", *(["reports.view_report"] if may_read_reports else []))
+    user = make_user(django_user_model, "batch-viewer", perms=perms)
+    client.force_login(user)
+    batch = make_batch(user=user, statuses=["succeeded"])
+    row = batch.leads.get()
+    row.report = Report.objects.create(lead=row.lead, html="<p>Report</p>")
+    row.save(update_fields=["report"])
+
+    page = client.get(reverse("batches:detail", args=[batch.pk])).content.decode()
+    index = ElementIndex(page)
+
+    assert "download-csv" in index.by_id
+    assert ("download-zip" in index.by_id) is may_read_reports
+    assert (f'href="/reports/{row.report_id}/"' in page) is may_read_reports
+    assert index.by_id["batch-live"]["data-report-links"] == ("on" if may_read_reports else "off")
+    zip_status = client.get(f"/api/batches/{batch.pk}/reports.zip").status_code
+    assert zip_status == (200 if may_read_reports else 403)
 
 
 @pytest.mark.django_db

@@ -6,6 +6,13 @@ from drf_spectacular.validation import validate_schema
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def client(client, django_user_model):
+    """Signed in: the schema and the docs are not public."""
+    client.force_login(django_user_model.objects.create_user("reader", password=None))
+    return client
+
+
 def test_schema_is_a_valid_openapi_3_document(client):
     response = client.get("/api/schema/", {"format": "json"})
 

@@ -188,7 +188,8 @@
     cell(row, "duration_ms").textContent = lead.duration_ms === null ? "" : lead.duration_ms + " ms";
     cell(row, "cost_usd").textContent = usd(lead.cost_usd);
     var reportCell = cell(row, "report_url");
-    if (lead.report_url) {
+    // Links to the reports only for those who may read them (reports.view_report).
+    if (lead.report_url && root.dataset.reportLinks === "on") {
       var link = reportCell.querySelector("a");
       if (!link || link.getAttribute("href") !== lead.report_url) {
         link = document.createElement("a");
