@@ -489,7 +489,9 @@ def report_pdf_ensure(*, report: Report) -> Report:
         return report
     from weasyprint import HTML
 
-    pdf = HTML(string=report.html).write_pdf()
+    from reports.pdf import pdf_url_fetcher
+
+    pdf = HTML(string=report.html, url_fetcher=pdf_url_fetcher()).write_pdf()
     report.pdf.save(f"report-{report.pk}.pdf", ContentFile(pdf), save=False)
     Report.objects.filter(pk=report.pk).update(pdf=report.pdf.name)
     return report

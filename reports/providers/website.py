@@ -3,8 +3,9 @@
 The homepage is a URL the lead supplies, so it is fetched under the egress policy (leadgen/egress.py):
 every hop of a redirect chain, followed here by hand, is checked before it is sent, and in live mode
 the connection goes to an address vetted when it is made. The body is streamed into the parser and
-never kept: at most MAX_PAGE_BYTES are read after decompression (a gzip bomb stops there), the call's
-deadline bounds the whole fetch, and only the parsed facts below are stored. Error bodies are not read.
+never kept: at most MAX_PAGE_BYTES are read after decompression (a gzip bomb stops there), the facts
+come from the first PARSE_BYTES, the call's deadline bounds the whole fetch, and only the parsed facts
+below are stored. Error bodies are not read.
 """
 
 import codecs
@@ -20,8 +21,10 @@ from leadgen.egress import BLOCKED_ADDRESS, MAX_REDIRECTS, EgressRefused, url_ch
 from reports.models import Provider
 from reports.providers.base import BaseProvider, LeadInfo, ProviderError, ResultData, Usage
 
-# Bytes of the page read, after decompression, and of the compressed stream.
+# Bytes of the page read and counted, after decompression (and at most as many of the compressed
+# stream); the facts come from the first PARSE_BYTES of them (parsing is the costly part).
 MAX_PAGE_BYTES = 3_000_000
+PARSE_BYTES = 1_000_000
 PAGE_EXTENSION = "leadgen_page"
 
 
@@ -41,7 +44,7 @@ class WebsiteAudit(ResultData):
     images_total: int
     images_missing_alt: int
     lang: str = ""
-    # The page was larger than MAX_PAGE_BYTES: the facts are those of its first MAX_PAGE_BYTES.
+    # The page was larger than MAX_PAGE_BYTES (page_bytes says MAX_PAGE_BYTES then).
     page_truncated: bool = False
 
 
@@ -229,8 +232,9 @@ class WebsiteProvider(BaseProvider):
                 raise self.failure(
                     response, "bad_encoding", f"the page's {encoding} encoding is corrupt"
                 ) from None
+            if size < PARSE_BYTES:
+                parser.feed(decoder.decode(data[: PARSE_BYTES - size]))
             size += len(data)
-            parser.feed(decoder.decode(data))
             if more or raw > MAX_PAGE_BYTES:
                 truncated = True
                 break
