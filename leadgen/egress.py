@@ -28,6 +28,7 @@ import functools
 import ipaddress
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -322,9 +323,9 @@ class _SyncBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _pool_options(limits: httpx.Limits) -> dict:
+def _pool_options(limits: httpx.Limits, ssl_context: ssl.SSLContext | None) -> dict:
     return {
-        "ssl_context": httpx.create_ssl_context(trust_env=False),
+        "ssl_context": ssl_context or httpx.create_ssl_context(trust_env=False),
         "max_connections": limits.max_connections,
         "max_keepalive_connections": limits.max_keepalive_connections,
         "keepalive_expiry": limits.keepalive_expiry,
@@ -333,11 +334,14 @@ def _pool_options(limits: httpx.Limits) -> dict:
 
 class EgressTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with the egress policy: each request's URL is checked, each connection goes
-    to an address vetted at connection time."""
+    to an address vetted at connection time. `ssl_context` (default: the system's CAs) verifies the
+    certificate against the host name of the URL."""
 
-    def __init__(self, *, limits: httpx.Limits = POOL_LIMITS):
+    def __init__(self, *, limits: httpx.Limits = POOL_LIMITS, ssl_context: ssl.SSLContext | None = None):
         super().__init__(trust_env=False, limits=limits)
-        self._pool = httpcore.AsyncConnectionPool(network_backend=_AsyncBackend(), **_pool_options(limits))
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=_AsyncBackend(), **_pool_options(limits, ssl_context)
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url_check(request.url)
@@ -350,7 +354,9 @@ class EgressSyncTransport(httpx.HTTPTransport):
 
     def __init__(self, *, deadline: float | None = None, limits: httpx.Limits = POOL_LIMITS):
         super().__init__(trust_env=False, limits=limits)
-        self._pool = httpcore.ConnectionPool(network_backend=_SyncBackend(deadline), **_pool_options(limits))
+        self._pool = httpcore.ConnectionPool(
+            network_backend=_SyncBackend(deadline), **_pool_options(limits, None)
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url_check(request.url)

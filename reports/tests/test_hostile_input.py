@@ -396,3 +396,85 @@ def test_allowed_networks_open_their_addresses_on_any_port(settings):
     with pytest.raises(egress.EgressRefused, match="port 8080"):
         egress.url_check(f"http://{PUBLIC}:8080/")
     assert egress.url_check("https://shop.example/").host == "shop.example"
+
+
+def self_signed(name: str) -> tuple[bytes, bytes]:
+    """A certificate for `name` (PEM) and its key (PEM)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_https_connects_to_the_vetted_address_with_the_name_in_sni_and_the_certificate(
+    live, canary, dns, tmp_path
+):
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    cert, key = self_signed("secure.test")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    seen = {"sni": [], "host": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["host"].append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server_context.sni_callback = lambda sock, name, context: seen["sni"].append(name)
+    server = ThreadingHTTPServer((SITE_ADDRESS, 0), Handler)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    port = server.server_port
+    client_context = ssl.create_default_context(cadata=cert.decode())
+    dns.table["secure.test"] = [[SITE_ADDRESS]]
+    dns.table["other.test"] = [[SITE_ADDRESS]]
+
+    async def get(url):
+        transport = egress.EgressTransport(ssl_context=client_context)
+        async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+            return await client.get(url)
+
+    try:
+        response = asyncio.run(get(f"https://secure.test:{port}/"))
+        assert (response.status_code, response.text) == (200, "ok")
+        assert seen == {"sni": ["secure.test"], "host": [f"secure.test:{port}"]}
+        # Another name on the same address gets no certificate it does not own.
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            asyncio.run(get(f"https://other.test:{port}/"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert canary.hits == []
