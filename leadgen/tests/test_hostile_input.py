@@ -6,8 +6,12 @@ the website audit itself.
 """
 
 import csv
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -321,3 +325,26 @@ def test_the_live_page_and_the_lead_list_escape_hostile_text(client, canary):
     assert leads.json()["count"] == 1
     assert admin.status_code in (200, 302)
     assert canary.hits == []
+
+
+def read_setting(value: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EGRESS_ALLOWED_NETWORKS": value, "DJANGO_SETTINGS_MODULE": "leadgen.settings"}
+    code = "from django.conf import settings; print(settings.EGRESS_ALLOWED_NETWORKS)"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_egress_allowed_networks_is_a_cidr_list_from_the_environment():
+    result = read_setting("10.20.0.0/16, 127.0.0.1, fd00::/8")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['10.20.0.0/16', '127.0.0.1/32', 'fd00::/8']"
+
+    result = read_setting("10.20.0.0/16,intranet")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "EGRESS_ALLOWED_NETWORKS: 'intranet' is not a network in CIDR notation."
