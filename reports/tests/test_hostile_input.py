@@ -8,6 +8,7 @@ through a fake resolver, so nothing here asks real DNS.
 """
 
 import asyncio
+import csv
 import gzip
 import socket
 import time
@@ -477,4 +478,43 @@ def test_https_connects_to_the_vetted_address_with_the_name_in_sni_and_the_certi
     finally:
         server.shutdown()
         server.server_close()
+    assert canary.hits == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_a_batch_a_refused_lead_fails_at_once_and_the_others_go_on(live, canary, site, lead_factory):
+    from rest_framework.test import APIClient
+
+    from batches.exports import CSV_HEADER
+    from batches.models import BatchReportLead
+    from batches.services import batch_create_and_launch
+    from batches.tests.engine import make_user, run_to_end
+
+    site.page("/", "<html><title>Fine</title></html>")
+    good = lead_factory(website=f"{site.base_url}/", email="a@example.com")
+    internal = lead_factory(website=f"http://127.0.0.1:{canary.port}/", email="b@example.com")
+    metadata = lead_factory(website="http://metadata.test/latest/meta-data/", email="c@example.com")
+    user = make_user()
+    batch, _ = batch_create_and_launch(
+        user=user, lead_ids=[good.pk, internal.pk, metadata.pk], name="probe", max_retries=3, enqueue=False
+    )
+
+    batch = run_to_end(batch.pk)
+
+    row = BatchReportLead.objects.get(batch=batch, lead=good)
+    assert (row.status, row.error_code) == ("succeeded", "")
+    for lead in (internal, metadata):
+        row = BatchReportLead.objects.get(batch=batch, lead=lead)
+        assert (row.status, row.attempts, row.error_code) == ("failed", 1, "blocked_address")
+    assert BatchReportLead.objects.get(batch=batch, lead=metadata).last_error == (
+        "website: metadata.test resolves to 169.254.169.254: 169.254.169.254 is a link-local address"
+    )
+    assert batch.status == "completed_with_errors"
+    client = APIClient()
+    client.force_authenticate(user=type(user).objects.create_superuser("root", "root@example.com", "pw"))
+    export = client.get(f"/api/batches/{batch.pk}/export.csv")
+    text = b"".join(export.streaming_content).decode()
+    codes = [line[CSV_HEADER.index("error_code")] for line in list(csv.reader(text.splitlines()))[1:]]
+    assert sorted(codes) == ["", "blocked_address", "blocked_address"]
+    assert SECRET not in text
     assert canary.hits == []
