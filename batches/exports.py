@@ -7,6 +7,7 @@ asynchronous iterator that pulls one chunk at a time.
 """
 
 import csv
+import unicodedata
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Iterator
 
@@ -42,8 +43,9 @@ CSV_HEADER = [
     "warnings",
     "share_url",
 ]
-# Spreadsheets run cells that start with these as formulas; lead-supplied text must stay text.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Spreadsheets run cells that start with these as formulas; lead-supplied text must stay text. The
+# full-width forms are read as the same by some spreadsheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 class _Buffer:
@@ -88,7 +90,14 @@ def report_url(report_id: int, *, request: HttpRequest | None = None) -> str:
 
 
 def _cell(value: str) -> str:
-    return f"'{value}" if value.startswith(FORMULA_PREFIXES) else value
+    """`value` as a cell that stays text: a leading quote when its first visible character (after
+    spaces and invisible control or format characters such as U+202E or U+200B) starts a formula."""
+    visible = value.lstrip()
+    while visible and unicodedata.category(visible[0]) in ("Cc", "Cf"):
+        visible = visible[1:].lstrip()
+    return (
+        f"'{value}" if value.startswith(FORMULA_PREFIXES) or visible.startswith(FORMULA_PREFIXES) else value
+    )
 
 
 def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) -> Iterator[bytes]:

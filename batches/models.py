@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
+from leadgen.egress import url_validator
+
 ZERO = Decimal("0")
 
 
@@ -220,7 +222,8 @@ class WebhookEndpoint(models.Model):
     """
 
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=500)
+    # Checked by the egress policy on save (syntax, scheme, port, a written address) and on every send.
+    url = models.URLField(max_length=500, validators=[url_validator])
     secret = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -22,6 +22,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from batches.models import BatchReport, WebhookDelivery, WebhookEndpoint
+from leadgen import egress
 from leadgen.display import usd
 
 logger = logging.getLogger(__name__)
@@ -115,17 +116,18 @@ def webhook_deliver(
     started = time.monotonic()
     status_code = None
     error = ""
+    refused = False
     try:
-        response = httpx.post(
-            endpoint.url, content=body.encode(), headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
-        )
-        status_code = response.status_code
+        status_code = _post(endpoint.url, body=body, headers=headers, started=started)
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
+    except egress.EgressRefused as exc:
+        # Refused by the egress policy: nothing was sent, and retrying cannot change that.
+        error, refused = f"{egress.BLOCKED_ADDRESS}: {exc.message}", True
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     duration_ms = int((time.monotonic() - started) * 1000)
-    last = attempt >= settings.WEBHOOK_MAX_ATTEMPTS
+    last = refused or attempt >= settings.WEBHOOK_MAX_ATTEMPTS
     if not error:
         status = WebhookDelivery.Status.SUCCEEDED
     else:
@@ -144,6 +146,18 @@ def webhook_deliver(
     if status == WebhookDelivery.Status.RETRYING:
         _schedule_retry(endpoint_id, batch_id, event, event_id, body, attempt + 1)
     return status
+
+
+def _post(url: str, *, body: str, headers: dict[str, str], started: float) -> int:
+    """POST `body` to `url` under the egress policy within WEBHOOK_TIMEOUT_SECONDS in all (connection
+    to the status line; the receiver's answer body is not read); returns the status code."""
+    seconds = settings.WEBHOOK_TIMEOUT_SECONDS
+    transport = egress.EgressSyncTransport(deadline=started + seconds)
+    with (
+        httpx.Client(transport=transport, trust_env=False, timeout=seconds) as client,
+        client.stream("POST", url, content=body.encode(), headers=headers) as response,
+    ):
+        return response.status_code
 
 
 def _schedule_retry(endpoint_id, batch_id, event, event_id, body, attempt) -> None:

@@ -3,6 +3,7 @@
 Every variable is documented in README.md ("Configuration").
 """
 
+import ipaddress
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -300,6 +301,17 @@ PROVIDER_BREAKER_COOLDOWN_SECONDS = env.float("PROVIDER_BREAKER_COOLDOWN_SECONDS
 # Sandbox providers that answer as if their plan or quota were used up (drills of the pause), e.g.
 # "hunter,llm": each in its real shape (Hunter's 429, OpenAI's insufficient_quota, ...).
 SANDBOX_PROVIDERS_UNAVAILABLE = set(env.list("SANDBOX_PROVIDERS_UNAVAILABLE", default=[]))
+
+# Egress policy (leadgen/egress.py): networks that lead-supplied and admin-supplied URLs (websites,
+# webhooks) may reach although they are not globally routable, on any port, e.g.
+# "10.20.0.0/16,127.0.0.1/32" for an on-premise install or a local rehearsal. Empty: only public
+# addresses on ports 80 and 443.
+EGRESS_ALLOWED_NETWORKS = []
+for _network in env.list("EGRESS_ALLOWED_NETWORKS", default=[]):
+    try:
+        EGRESS_ALLOWED_NETWORKS.append(str(ipaddress.ip_network(_network.strip(), strict=False)))
+    except ValueError:
+        sys.exit(f"EGRESS_ALLOWED_NETWORKS: {_network!r} is not a network in CIDR notation.")
 
 # Batches.
 DAILY_BUDGET_USD = Decimal(env.str("DAILY_BUDGET_USD", default="1000"))

@@ -3,6 +3,8 @@ from urllib.parse import urlsplit
 from django.db import models
 from django.db.models.functions import Lower
 
+from leadgen.egress import url_validator
+
 
 def domain_from_website(website: str) -> str:
     """The bare host of a website URL: lower case, no scheme, port, path or leading `www.`."""
@@ -38,7 +40,9 @@ class Lead(models.Model):
         DISQUALIFIED = "disqualified", "Disqualified"
 
     company_name = models.CharField(max_length=200)
-    website = models.URLField(max_length=500, blank=True)
+    # The egress policy's syntax rules (scheme, port, a written address); the host is resolved and
+    # vetted when the audit fetches it.
+    website = models.URLField(max_length=500, blank=True, validators=[url_validator])
     domain = models.CharField(max_length=255, blank=True, db_index=True, editable=False)
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=50, blank=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpcore
 import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.db import connection, transaction
 from django.template.loader import get_template
 from django.utils import timezone
 
+from leadgen import egress
 from leadgen.errors import ServiceError
 from leads.models import Lead
 from reports import sandbox, writes
@@ -58,32 +60,65 @@ class _ThreadRuntime(threading.local):
 
     loop: asyncio.AbstractEventLoop | None = None
     client: httpx.AsyncClient | None = None
+    # For the URLs leads supply (their websites): the egress policy's transport in live mode.
+    lead_client: httpx.AsyncClient | None = None
     transport: object = None
 
 
 _runtime = _ThreadRuntime()
 
 
-def _loop_and_client() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]:
+def _loop_and_clients() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, httpx.AsyncClient]:
     if _runtime.loop is None or _runtime.loop.is_closed():
         _runtime.loop = asyncio.new_event_loop()
-        _runtime.client = None
+        _runtime.client = _runtime.lead_client = None
     transport = sandbox.provider_transport()
     if _runtime.client is None or _runtime.transport is not transport:
-        if _runtime.client is not None:
-            _runtime.loop.run_until_complete(_runtime.client.aclose())
+        for client in {_runtime.client, _runtime.lead_client} - {None}:
+            _runtime.loop.run_until_complete(client.aclose())
         if transport is None:
             _runtime.client = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                 headers={"User-Agent": "Leadgen/1.0"},
             )
+            _runtime.lead_client = httpx.AsyncClient(
+                transport=egress.EgressTransport(), trust_env=False, headers={"User-Agent": "Leadgen/1.0"}
+            )
         else:
-            _runtime.client = httpx.AsyncClient(transport=transport, trust_env=False)
+            _runtime.client = _runtime.lead_client = httpx.AsyncClient(transport=transport, trust_env=False)
         _runtime.transport = transport
-    return _runtime.loop, _runtime.client
+    return _runtime.loop, _runtime.client, _runtime.lead_client
 
 
-async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: dict) -> CallResult:
+def _website_refusal(info: LeadInfo) -> ProviderError | None:
+    """Why the egress policy refuses the lead's website, before any provider is called for the lead:
+    its syntax, scheme, port or written address, and in live mode the addresses its name resolves to
+    (the connection is vetted again when it is made)."""
+    website = PROVIDERS[Provider.WEBSITE]
+    url = website.url_of(info)
+    try:
+        if sandbox.provider_transport() is None:
+            egress.url_vet(url)
+        else:
+            egress.url_check(url)
+    except egress.EgressRefused as exc:
+        return website.error(egress.BLOCKED_ADDRESS, exc.message)
+    except httpcore.ConnectError:
+        # A name that does not resolve: the audit itself reports the site unreachable.
+        return None
+    return None
+
+
+async def _call(
+    name: str,
+    client: httpx.AsyncClient,
+    lead: LeadInfo,
+    context: dict,
+    *,
+    lead_client: httpx.AsyncClient | None = None,
+) -> CallResult:
+    """One provider call with its circuit breaker and limits; a provider fetching the lead's own URLs
+    uses `lead_client` (the egress policy's transport in live mode)."""
     wait = breaker_open_for(name)
     if wait > 0:
         # The provider is down: answer at once, so the lead waits out the cool-down instead of a timeout.
@@ -95,8 +130,11 @@ async def _call(name: str, client: httpx.AsyncClient, lead: LeadInfo, context: d
             retry_after=wait,
         )
         return CallResult(provider=name, error=error)
+    provider = PROVIDERS[name]
+    if provider.fetches_lead_urls and lead_client is not None:
+        client = lead_client
     async with provider_slot(name):
-        result = await PROVIDERS[name].call(client, lead, context)
+        result = await provider.call(client, lead, context)
     breaker_record(name, result.error)
     error = result.error
     if error is not None and error.transient and error.code == "rate_limited":
@@ -138,6 +176,15 @@ class _ReportRun:
 
     def run(self) -> ReportOutcome:
         names = applicable_providers(has_website=bool(self.lead.website), has_email=bool(self.lead.email))
+        refusal = _website_refusal(self.info) if Provider.WEBSITE in names else None
+        if refusal is not None:
+            # Nothing is sent for this lead, to its site or to any provider about it.
+            self.prices = price_table_recent(at=self.now)
+            self._record([CallResult(provider=Provider.WEBSITE, error=refusal)])
+            self.errors = [refusal]
+            self.missing = []
+            self._flush()
+            return self._outcome(report=None, error=refusal)
         subjects = {
             name: cache_subject(name, lead_id=self.info.id, domain=self.info.domain)
             for name in names
@@ -184,11 +231,14 @@ class _ReportRun:
         """
         if self.prices is None:
             self.prices = price_table_recent(at=self.now)
-        loop, client = _loop_and_client()
+        loop, client, lead_client = _loop_and_clients()
         context = dict(self.data)
         token = sandbox.current_attempt.set(self.attempt)
         try:
-            pending = {loop.create_task(_call(name, client, self.info, context)) for name in names}
+            pending = {
+                loop.create_task(_call(name, client, self.info, context, lead_client=lead_client))
+                for name in names
+            }
         finally:
             sandbox.current_attempt.reset(token)
         try:
@@ -597,7 +647,9 @@ def _report_pdf_render(*, report: Report) -> Report:
         return report
     from weasyprint import HTML
 
-    pdf = HTML(string=report.html).write_pdf(pdf_variant="pdf/ua-1")
+    from reports.pdf import pdf_url_fetcher
+
+    pdf = HTML(string=report.html, url_fetcher=pdf_url_fetcher()).write_pdf(pdf_variant="pdf/ua-1")
     report.pdf.save(f"report-{report.pk}.pdf", ContentFile(pdf), save=False)
     Report.objects.filter(pk=report.pk).update(pdf=report.pdf.name)
     return report

@@ -244,6 +244,8 @@ def live_settings(standin: StandIn, *, scale: float) -> dict[str, object]:
     return {
         "PROVIDER_MODE": "live",
         "PROVIDER_BASE_URLS": standin.base_urls(),
+        # The leads' websites are on the loopback stand-in, which the egress policy refuses unless told.
+        "EGRESS_ALLOWED_NETWORKS": ["127.0.0.1/32"],
         "PROVIDER_TIMEOUTS": {name: max(2.0, seconds * scale) for name, seconds in DEADLINES.items()},
         "SEMRUSH_DATABASE": "us",
         "PAGESPEED_API_KEY": "rehearsal-pagespeed",

@@ -21,6 +21,8 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from leadgen.egress import BLOCKED_ADDRESS, EgressRefused
+
 PROVIDER_EXTENSION = "leadgen_provider"
 # For a provider missing from PROVIDER_TIMEOUTS (settings give each one its own).
 DEFAULT_TIMEOUT_SECONDS = 20.0
@@ -202,6 +204,8 @@ class BaseProvider:
     follow_redirects: ClassVar[bool] = False
     # The setting holding the provider's API key; "" for a provider that needs none.
     key_setting: ClassVar[str] = ""
+    # Fetches URLs a lead supplies (its website): live calls go through the egress policy's transport.
+    fetches_lead_urls: ClassVar[bool] = False
 
     @property
     def label(self) -> str:
@@ -229,6 +233,12 @@ class BaseProvider:
 
     def build_request(self, lead: LeadInfo, context: dict[str, Any]) -> httpx.Request:
         raise NotImplementedError
+
+    async def fetch(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        """Send `request` and read the answer (within the call's deadline); may raise ProviderError."""
+        response = await client.send(request, follow_redirects=self.follow_redirects)
+        await response.aread()
+        return response
 
     def parse(self, response: httpx.Response, lead: LeadInfo) -> tuple[Any, Usage]:
         """The provider's dataclass and token usage from a 2xx response; `self.error(...)` if unusable."""
@@ -292,6 +302,8 @@ class BaseProvider:
         return self.failure(response, f"http_{status}", message or "request refused")
 
     def classify_exception(self, exc: httpx.HTTPError) -> ProviderError:
+        if isinstance(exc, EgressRefused):
+            return self.error(BLOCKED_ADDRESS, exc.message)
         if isinstance(exc, httpx.TimeoutException):
             return self.error("timeout", f"no answer within {self.deadline():g} s", transient=True)
         if isinstance(exc, httpx.ConnectError) and _is_name_resolution_error(exc):
@@ -302,8 +314,13 @@ class BaseProvider:
 
     def leads_own(self, error: ProviderError) -> bool:
         """Whether `error` is the lead's own problem (its site cannot be loaded, its domain is not
-        valid): retrying cannot help, and a report can still be built without this provider."""
-        return not error.transient and not error.unavailable and error.code != "bad_response"
+        valid): retrying cannot help, and a report can still be built without this provider. A
+        website the egress policy refuses is not: that lead fails."""
+        return (
+            not error.transient
+            and not error.unavailable
+            and error.code not in ("bad_response", BLOCKED_ADDRESS)
+        )
 
     def precheck(self, lead: LeadInfo) -> ProviderError | None:
         """An error found before any request: a key missing in live mode (ours, for every lead) or a
@@ -330,12 +347,13 @@ class BaseProvider:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(deadline):
-                response = await client.send(request, follow_redirects=self.follow_redirects)
-                await response.aread()
-        except (httpx.HTTPError, TimeoutError) as exc:
+                response = await self.fetch(client, request)
+        except (httpx.HTTPError, TimeoutError, ProviderError) as exc:
             elapsed = int((time.perf_counter() - started) * 1000)
             if isinstance(exc, TimeoutError):
                 error = self.error("timeout", f"no answer within {deadline:g} s", transient=True)
+            elif isinstance(exc, ProviderError):
+                error = exc
             else:
                 error = self.classify_exception(exc)
             return CallResult(provider=self.name, error=error, duration_ms=elapsed)

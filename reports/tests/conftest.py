@@ -151,6 +151,8 @@ def replay_server(settings):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     settings.PROVIDER_MODE = "live"
+    # The leads' websites are on the replay server too: the egress policy must let loopback through.
+    settings.EGRESS_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     # Generous: a loaded CI machine must not time out.
     settings.PROVIDER_TIMEOUTS = {name: 5.0 for name in settings.PROVIDER_TIMEOUTS}
     settings.SEMRUSH_DATABASE = "us"

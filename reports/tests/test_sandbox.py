@@ -224,13 +224,13 @@ def test_override_transport_applies_in_both_modes(settings):
         seen.append(request.url.host)
         return httpx.Response(503)
 
-    from reports.services import _loop_and_client
+    from reports.services import _loop_and_clients
 
     settings.SEMRUSH_API_KEY = "sr-key"
     for mode in ("sandbox", "live"):
         settings.PROVIDER_MODE = mode
         with sandbox.override_transport(httpx.MockTransport(handler)):
-            loop, client = _loop_and_client()
+            loop, client, _ = _loop_and_clients()
             result = loop.run_until_complete(PROVIDERS["semrush"].call(client, info("a.com"), {}))
         assert result.error.code == "http_503"
     assert seen == ["api.semrush.com", "api.semrush.com"]
