@@ -32,7 +32,6 @@ COLUMN_ALIASES = {
     "organization name": "company_name",
     "business": "company_name",
     "business name": "company_name",
-    "name": "company_name",
     "website": "website",
     "web site": "website",
     "website url": "website",

@@ -52,7 +52,7 @@ def _write_created_at(rows: list[tuple]) -> None:
 
 
 IMPORT_CHUNK_ROWS = 1_000
-IMPORT_SLICE_SECONDS = 120
+IMPORT_SLICE_SECONDS = 240
 # A running import whose progress has not moved for this long may be resumed by hand.
 IMPORT_STALE_AFTER = timedelta(minutes=5)
 # Held by each writing chunk, so two imports cannot both create the lead for the same domain.
@@ -173,13 +173,15 @@ def _work(lead_import: LeadImport, *, deadline: float) -> bool:
         for number, cells in islice(rows, done):
             if number not in invalid:
                 resource.remember(_row(fields, positions, number, cells))
-        while chunk := list(islice(rows, IMPORT_CHUNK_ROWS)):
+        chunk = list(islice(rows, IMPORT_CHUNK_ROWS))
+        while chunk:
             dataset = tablib.Dataset(headers=[*fields, ROW_NUMBER])
             for number, cells in chunk:
                 dataset.append([cells[position] for position in positions] + [number])
             _import_chunk(lead_import, resource, dataset, chunk, position=done)
             done += len(chunk)
-            if time.monotonic() > deadline:
+            chunk = list(islice(rows, IMPORT_CHUNK_ROWS))
+            if chunk and time.monotonic() > deadline:
                 return True
     _finish_phase(lead_import)
     return False

@@ -348,3 +348,23 @@ def test_confirm_only_once(user):
     run(lead_import)
     assert Lead.objects.count() == 3
     assert not LeadImportRowError.objects.exists()
+
+
+def test_the_task_runs_one_slice_and_queues_the_next_while_rows_remain(user, monkeypatch, settings):
+    from django_q.models import OrmQ
+
+    from leads.tasks import lead_import_task
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "orm": "default"}
+    settings.Q_CLUSTER.pop("redis", None)
+    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(services, "IMPORT_SLICE_SECONDS", 0)
+    lead_import = services.lead_import_create(upload=upload(many_rows(3)), user=user)
+    queued = OrmQ.objects.count()
+
+    assert lead_import_task(lead_import.pk) is True
+    assert OrmQ.objects.count() == queued + 1
+    assert lead_import_task(lead_import.pk) is False
+    assert OrmQ.objects.count() == queued + 1
+    lead_import.refresh_from_db()
+    assert (lead_import.status, lead_import.rows_checked) == (LeadImport.Status.READY, 3)
