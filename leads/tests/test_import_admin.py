@@ -2,11 +2,13 @@
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from leads import services
 from leads.models import Lead, LeadImport
@@ -140,4 +142,23 @@ def test_a_failed_import_says_what_was_written_and_can_be_resumed(client, import
     assert 'data-status="failed"' in page.text
     assert "<strong>1</strong> of 2 rows were imported before it stopped" in page.text
     assert 'name="_resume"' in page.text
+    assert Lead.objects.count() == 1
+
+
+def test_a_stalled_import_offers_resume_and_says_what_is_written(client, importer, monkeypatch):
+    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 1)
+    post_file(client, FILE)
+    lead_import = finish(LeadImport.objects.get().pk)
+    services.lead_import_confirm(lead_import=lead_import, user=importer)
+    services.lead_import_work(lead_import_id=lead_import.pk, slice_seconds=0)
+    url = reverse("admin:leads_lead_import_status", args=[lead_import.pk])
+    assert 'name="_resume"' not in client.get(url).text
+
+    LeadImport.objects.filter(pk=lead_import.pk).update(updated_at=timezone.now() - timedelta(minutes=6))
+    page = client.get(url)
+    assert "No progress for five minutes" in page.text
+    assert "1 row written so far; the rest are not." in page.text
+    response = client.post(url, {"_resume": "1"})
+    assert response.status_code == 302
+    assert finish(lead_import.pk).status == LeadImport.Status.DONE
     assert Lead.objects.count() == 1
