@@ -256,8 +256,11 @@ class LeadResource(resources.ModelResource):
             super().save_instance(instance, is_create, row, **kwargs)
 
     def after_import(self, dataset, result, **kwargs):
-        # ModelResource resets the id sequence to max(id) here, for files that carry ids. Ours never
-        # do, and a reset racing another session's inserts would hand out ids already taken.
+        """Insert the chunk's new leads in one statement.
+
+        Not ModelResource's: it resets the id sequence to max(id) here, for files that carry ids. Ours
+        never do, and a reset racing another session's inserts would hand out ids already taken.
+        """
         creates, self._creates = self._creates, []
         if creates:
             Lead.objects.bulk_create(creates)

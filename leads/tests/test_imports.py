@@ -368,3 +368,34 @@ def test_the_task_runs_one_slice_and_queues_the_next_while_rows_remain(user, mon
     assert OrmQ.objects.count() == queued + 1
     lead_import.refresh_from_db()
     assert (lead_import.status, lead_import.rows_checked) == (LeadImport.Status.READY, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_of_the_same_new_leads_at_once_create_each_lead_once(django_user_model):
+    import threading
+
+    from django.db import connection
+
+    user = django_user_model.objects.create_user(username="twice")
+    text = many_rows(300)
+    imports = [run(services.lead_import_create(upload=upload(text), user=user)) for _ in range(2)]
+    for lead_import in imports:
+        services.lead_import_confirm(lead_import=lead_import, user=user)
+    start = threading.Barrier(2)
+
+    def work(lead_import_id: int) -> None:
+        try:
+            start.wait()
+            services.lead_import_work(lead_import_id=lead_import_id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(lead_import.pk,)) for lead_import in imports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert Lead.objects.count() == 300
+    results = sorted((li.imported_new, li.imported_unchanged) for li in LeadImport.objects.all())
+    assert results == [(0, 300), (300, 0)]
