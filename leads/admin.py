@@ -1,3 +1,4 @@
+import re
 from pathlib import PurePath
 
 from django import forms
@@ -171,7 +172,10 @@ class LeadAdmin(admin.ModelAdmin):
         phase = request.GET.get("phase", lead_import.phase)
         if phase not in LeadImport.Phase.values:
             raise Http404("Unknown phase.")
-        stem = PurePath(lead_import.file_name).stem or "leads"
+        # The uploader's file name, reduced to characters that are safe in a header.
+        stem = (
+            re.sub(r"[^A-Za-z0-9._-]+", "-", PurePath(lead_import.file_name).stem).strip("-.")[:80] or "leads"
+        )
         return streaming_response(
             request,
             selectors.lead_import_error_file_chunks(lead_import=lead_import, phase=phase),

@@ -162,3 +162,10 @@ def test_a_stalled_import_offers_resume_and_says_what_is_written(client, importe
     assert response.status_code == 302
     assert finish(lead_import.pk).status == LeadImport.Status.DONE
     assert Lead.objects.count() == 1
+
+
+def test_the_error_file_name_keeps_only_safe_characters(client, importer):
+    post_file(client, FILE, name='my "best" leads; 2026.csv')
+    lead_import = finish(LeadImport.objects.get().pk)
+    response = client.get(reverse("admin:leads_lead_import_errors", args=[lead_import.pk]))
+    assert response["Content-Disposition"] == 'attachment; filename="my-best-leads-2026-dry-run-errors.csv"'
