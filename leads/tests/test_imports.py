@@ -399,3 +399,36 @@ def test_two_imports_of_the_same_new_leads_at_once_create_each_lead_once(django_
     assert Lead.objects.count() == 300
     results = sorted((li.imported_new, li.imported_unchanged) for li in LeadImport.objects.all())
     assert results == [(0, 300), (300, 0)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_import_worked_twice_at_once_counts_each_row_once(django_user_model, monkeypatch):
+    """A task delivered twice: the second worker finds the position moved on and stops."""
+    import threading
+
+    from django.db import connection
+
+    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 50)
+    user = django_user_model.objects.create_user(username="twice")
+    lead_import = run(services.lead_import_create(upload=upload(many_rows(300)), user=user))
+    services.lead_import_confirm(lead_import=lead_import, user=user)
+    start = threading.Barrier(2)
+
+    def work() -> None:
+        try:
+            start.wait()
+            while services.lead_import_work(lead_import_id=lead_import.pk):
+                pass
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    lead_import.refresh_from_db()
+    assert (lead_import.status, lead_import.rows_imported) == (LeadImport.Status.DONE, 300)
+    assert counts(lead_import, "imported") == {"new": 300, "updated": 0, "unchanged": 0, "invalid": 0}
+    assert Lead.objects.count() == 300
