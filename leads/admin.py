@@ -17,6 +17,7 @@ from leads import import_files, selectors, services
 from leads.admin_filters import HasEmailFilter, HasWebsiteFilter, ReportAgeFilter, ScoreTierFilter
 from leads.filters import search_q
 from leads.models import Lead, LeadImport
+from leads.resources import SAMPLE_ROWS
 
 
 class LeadImportForm(forms.Form):
@@ -161,6 +162,12 @@ class LeadAdmin(admin.ModelAdmin):
             ignored=[header for header in lead_import.headers if header not in mapped],
             progress=_progress(lead_import),
             errors_url=reverse("admin:leads_lead_import_errors", args=[lead_import.pk]),
+            invalid_rows=lead_import.row_errors.filter(phase=lead_import.phase)[:SAMPLE_ROWS],
+            invalid_count=(
+                lead_import.imported_invalid
+                if lead_import.phase == LeadImport.Phase.IMPORT
+                else lead_import.checked_invalid
+            ),
         )
         return TemplateResponse(request, "admin/leads/lead/import_status.html", context)
 

@@ -113,6 +113,9 @@ class LeadImport(models.Model):
     checked_updated = models.PositiveIntegerField(default=0)
     checked_unchanged = models.PositiveIntegerField(default=0)
     checked_invalid = models.PositiveIntegerField(default=0)
+    samples = models.JSONField(
+        default=dict, blank=True, help_text="The dry run's first new and updated rows, with the changes."
+    )
     rows_imported = models.PositiveIntegerField(default=0)
     imported_new = models.PositiveIntegerField(default=0)
     imported_updated = models.PositiveIntegerField(default=0)

@@ -17,6 +17,8 @@ from leads.models import Lead, domain_from_website
 
 ROW_NUMBER = "__row__"
 IMPORT_SOURCE = "import"
+# How many new and updated rows the dry run keeps to show, per kind.
+SAMPLE_ROWS = 20
 
 
 class KeepWhenEmpty(fields.Field):
@@ -63,6 +65,10 @@ class CountryWidget(widgets.Widget):
         if len(code) != 2 or not code.isalpha():
             raise ValueError(f"“{value}” is not a two-letter country code (such as US).")
         return code
+
+
+def _shown(value) -> str:
+    return "" if value is None else str(value)
 
 
 def _plain(text) -> str:
@@ -158,6 +164,8 @@ class LeadResource(resources.ModelResource):
         self._file_fields: list[str] = []
         self._creates: list[Lead] = []
         self._before: dict | None = None
+        self._changes: list[list[str]] = []
+        self.samples: dict[str, list] = {"new": [], "updated": []}
 
     def clean_website(self, value: str) -> str:
         """The website as the lead form stores it (`acme.com` -> `https://acme.com`), or ValidationError."""
@@ -223,7 +231,12 @@ class LeadResource(resources.ModelResource):
         """Unchanged: an existing lead whose every column in the file already holds the row's value."""
         if self._before is None or import_validation_errors:
             return False
-        return all(getattr(instance, name) == value for name, value in self._before.items())
+        self._changes = [
+            [self.column_labels.get(name, name), _shown(value), _shown(getattr(instance, name))]
+            for name, value in self._before.items()
+            if getattr(instance, name) != value
+        ]
+        return not self._changes
 
     def get_instance(self, instance_loader, row):
         return self._matches.get(self._prepared[row[ROW_NUMBER]][1])
@@ -268,6 +281,20 @@ class LeadResource(resources.ModelResource):
     def after_import_row(self, row, row_result, **kwargs):
         if row_result.import_type in ("new", "update", "skip"):
             self.seen[self._prepared[row[ROW_NUMBER]][1]] = row[ROW_NUMBER]
+        if row_result.import_type == "new" and len(self.samples["new"]) < SAMPLE_ROWS:
+            website = self._prepared[row[ROW_NUMBER]][0]
+            self.samples["new"].append(
+                {"row": row[ROW_NUMBER], "company": row_result.object_repr, "website": website}
+            )
+        if row_result.import_type == "update" and len(self.samples["updated"]) < SAMPLE_ROWS:
+            self.samples["updated"].append(
+                {
+                    "row": row[ROW_NUMBER],
+                    "lead": row_result.object_id,
+                    "company": row_result.object_repr,
+                    "changes": self._changes,
+                }
+            )
 
     def remember(self, row: dict) -> None:
         """Count a row accepted by an earlier slice of the same phase as seen (a resumed phase)."""

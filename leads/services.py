@@ -155,9 +155,12 @@ def _fail(lead_import: LeadImport, message: str) -> None:
 def _work(lead_import: LeadImport, *, deadline: float) -> bool:
     write = lead_import.phase == LeadImport.Phase.IMPORT
     done = lead_import.rows_imported if write else lead_import.rows_checked
-    fields = list(lead_import.columns)
-    positions = [lead_import.headers.index(lead_import.columns[field]) for field in fields]
+    # In the file's order (the JSON column does not keep its keys' order).
+    position_of = {field: lead_import.headers.index(header) for field, header in lead_import.columns.items()}
+    fields = sorted(position_of, key=position_of.get)
+    positions = [position_of[field] for field in fields]
     resource = LeadResource(write=write, column_labels=lead_import.columns)
+    resource.samples = {"new": [], "updated": [], **lead_import.samples}
     name, fmt = lead_import.file.name, lead_import.file_format
     if lead_import.rows_total is None:
         with import_files.open_table(name, fmt) as table:
@@ -227,7 +230,9 @@ def _import_chunk(lead_import: LeadImport, resource: LeadResource, dataset, chun
             for row in result.invalid_rows
         )
         totals = result.totals
+        samples = {} if write else {"samples": resource.samples}
         LeadImport.objects.filter(pk=lead_import.pk).update(
+            **samples,
             **{
                 progress: F(progress) + len(chunk),
                 f"{prefix}_new": F(f"{prefix}_new") + totals["new"],
@@ -235,7 +240,7 @@ def _import_chunk(lead_import: LeadImport, resource: LeadResource, dataset, chun
                 f"{prefix}_unchanged": F(f"{prefix}_unchanged") + totals["skip"],
                 f"{prefix}_invalid": F(f"{prefix}_invalid") + totals["invalid"],
                 "updated_at": timezone.now(),
-            }
+            },
         )
 
 

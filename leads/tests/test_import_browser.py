@@ -58,6 +58,15 @@ def test_import_csv_dry_run_confirm_and_error_file(servers, browser, cpo, tmp_pa
     }
     assert dry_run == {"new": "2", "updated": "1", "unchanged": "1"}
     assert page.text_content("[data-testid=dry-run-invalid]") == "2"
+    assert page.locator("#sample-new tbody tr").all_text_contents() == [
+        "2Fresh Smileshttps://freshsmiles.example.com",
+        "3Pipe Proshttps://pipepros.example.com",
+    ]
+    update = page.locator("#sample-updated tbody tr").all_inner_texts()
+    assert len(update) == 1
+    assert "Company: Known Dental → Known Dental Renamed" in update[0]
+    assert "Score: 40 → 90" in update[0]
+    assert page.locator("#sample-invalid tbody tr td:first-child").all_text_contents() == ["6", "7"]
     assert Lead.objects.count() == 3
     assert Lead.objects.get(pk=known.pk).score == 40
 

@@ -108,6 +108,29 @@ def test_dry_run_counts_each_kind_and_writes_nothing(user, existing):
     assert lead_import.rows_total == 8
     assert lead_import.rows_checked == 8
     assert counts(lead_import, "checked") == {"new": 2, "updated": 1, "unchanged": 1, "invalid": 4}
+    assert lead_import.samples == {
+        "new": [
+            {"row": 2, "company": "Corner Cafe", "website": "https://cornercafe.example.com"},
+            {"row": 3, "company": "Solo Accounting", "website": ""},
+        ],
+        "updated": [
+            {
+                "row": 4,
+                "lead": existing["acme"].pk,
+                "company": "Acme Dental Group",
+                "changes": [
+                    ["Company Name", "Acme Dental", "Acme Dental Group"],
+                    [
+                        "Website",
+                        "https://acme-dental.example.com",
+                        "https://www.acme-dental.example.com/contact",
+                    ],
+                    ["City", "Austin", "Round Rock"],
+                    ["Score", "60", "88"],
+                ],
+            }
+        ],
+    }
     assert {lead.pk: (lead.company_name, lead.score, lead.city) for lead in Lead.objects.all()} == before
 
 
