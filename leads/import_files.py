@@ -201,7 +201,11 @@ def _xlsx_rows(binary) -> tuple[list[str], Iterator[tuple[int, list[str]]], obje
 def open_table(name: str, fmt: str, *, storage=None) -> Iterator[LeadTable]:
     """The stored file `name` as a LeadTable, closed on exit."""
     storage = storage or default_storage
-    with storage.open(name, "rb") as binary:
+    try:
+        binary = storage.open(name, "rb")
+    except FileNotFoundError:
+        raise ServiceError("The uploaded file is no longer in storage: upload it again.") from None
+    with binary:
         yield _table(binary, fmt)
 
 

@@ -127,9 +127,10 @@ def lead_import_work(*, lead_import_id: int, slice_seconds: float = IMPORT_SLICE
     """Run the current phase of an import for about `slice_seconds`; True while work remains.
 
     Rows are read from the stored file and imported in chunks of IMPORT_CHUNK_ROWS, each in one
-    transaction with the phase's counts and position, so the memory used does not grow with the file
-    and a phase that stops (a failure, a killed worker) resumes after its last committed chunk. A
-    failure is recorded on the import with its cause; it never leaves rows written without saying so.
+    transaction with the phase's counts and position, so a worker holds one chunk at a time (and the
+    match keys seen so far, a few dozen bytes a row) and a phase that stops (a failure, a killed
+    worker) resumes after its last committed chunk. A failure is recorded on the import with its
+    cause; it never leaves rows written without saying so.
     """
     lead_import = LeadImport.objects.get(pk=lead_import_id)
     if lead_import.status != LeadImport.Status.RUNNING:

@@ -142,6 +142,7 @@ def test_a_failed_import_says_what_was_written_and_can_be_resumed(client, import
     assert 'data-status="failed"' in page.text
     assert "<strong>1</strong> of 2 rows were imported before it stopped" in page.text
     assert 'name="_resume"' in page.text
+    assert "The uploaded file is no longer in storage: upload it again." in page.text
     assert Lead.objects.count() == 1
 
 
