@@ -89,7 +89,7 @@ def report_url(report_id: int, *, request: HttpRequest | None = None) -> str:
     return request.build_absolute_uri(path) if request is not None else path
 
 
-def _cell(value: str) -> str:
+def csv_text_cell(value: str) -> str:
     """`value` as a cell that stays text: a leading quote when its first visible character (after
     spaces and invisible control or format characters such as U+202E or U+200B) starts a formula."""
     visible = value.lstrip()
@@ -152,16 +152,18 @@ def batch_csv_chunks(*, batch: BatchReport, request: HttpRequest | None = None) 
             [
                 position,
                 lead_id,
-                _cell(company),
-                _cell(domain),
+                csv_text_cell(company),
+                csv_text_cell(domain),
                 status,
                 attempts,
                 code,
-                _cell(error_line(error)),
+                csv_text_cell(error_line(error)),
                 f"{cost:.4f}",
                 "" if duration is None else duration,
                 "" if report_id is None else report_url(report_id, request=request),
-                _cell("; ".join(f"{w.get('provider', '')}: {w.get('message', '')}" for w in warnings or [])),
+                csv_text_cell(
+                    "; ".join(f"{w.get('provider', '')}: {w.get('message', '')}" for w in warnings or [])
+                ),
                 share_urls(key, request=request)["url"] if key else "",
             ]
         )

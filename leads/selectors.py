@@ -1,10 +1,14 @@
 """Reads of leads that are more than a `.get()`."""
 
+import csv
+import io
+from collections.abc import Iterator
+
 from django.db.models import QuerySet
 
 from leadgen.errors import ServiceError
 from leads.filters import LeadFilter
-from leads.models import Lead
+from leads.models import Lead, LeadImport, LeadImportRowError
 
 
 def lead_list(*, filters: dict | None = None) -> QuerySet[Lead]:
@@ -36,3 +40,31 @@ def _as_form_value(value) -> str:
     if value is None:
         return ""
     return str(value)
+
+
+def lead_import_error_file_chunks(*, lead_import: LeadImport, phase: str) -> Iterator[bytes]:
+    """The error file of one phase of an import, as UTF-8 CSV: row, reason, then the row's cells as read.
+
+    Cells go out as text: one that would start a formula is quoted so a spreadsheet does not run it
+    (batches.exports.csv_text_cell, as in the batch export).
+    """
+    from batches.exports import csv_text_cell
+
+    def cell(value) -> str:
+        return csv_text_cell(str(value))
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "reason", *(cell(header) for header in lead_import.headers)])
+    rows = (
+        LeadImportRowError.objects.filter(lead_import=lead_import, phase=phase)
+        .order_by("row_number")
+        .values_list("row_number", "reason", "values")
+    )
+    for count, (number, reason, values) in enumerate(rows.iterator(chunk_size=2_000), start=1):
+        writer.writerow([number, cell(reason), *(cell(value) for value in values)])
+        if count % 500 == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()

@@ -295,10 +295,10 @@ def test_hostile_lead_text_is_escaped_in_the_report_and_defused_in_the_csv(clien
     ],
 )
 def test_every_formula_lead_in_is_defused_in_the_csv(value):
-    from batches.exports import _cell
+    from batches.exports import csv_text_cell
 
-    assert _cell(value) == "'" + value
-    assert _cell("Acme = good") == "Acme = good"
+    assert csv_text_cell(value) == "'" + value
+    assert csv_text_cell("Acme = good") == "Acme = good"
 
 
 @pytest.mark.django_db
