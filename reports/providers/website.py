@@ -51,10 +51,11 @@ class WebsiteAudit(ResultData):
 def clean_text(text: str, limit: int) -> str:
     """Page text fit to be stored and shown: no control or format characters (NUL, bidi overrides,
     zero-width), whitespace collapsed, at most `limit` characters."""
-    visible = "".join(
-        char for char in text if char in "\t\n\r" or unicodedata.category(char) not in ("Cc", "Cf")
-    )
-    return " ".join(visible.split())[:limit]
+    if not (text.isascii() and text.isprintable()):  # printable ASCII has none: the common case
+        text = "".join(
+            char for char in text if char in "\t\n\r" or unicodedata.category(char) not in ("Cc", "Cf")
+        )
+    return " ".join(text.split())[:limit]
 
 
 class _Inflater:
