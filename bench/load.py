@@ -138,16 +138,20 @@ def run_wrk(url: str, script: str, *, clients: int, seconds: int, headers: dict 
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("WRK "))
     result = json.loads(line[4:])
-    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    seconds = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / seconds
+    ok = sum(n for status, n in result["statuses"].items() if status[0] in "23")
+    result["ok_rps"] = ok / seconds
     return result
 
 
 def wrk_summary(result: dict) -> str:
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(result["statuses"].items()))
     errors = {k: v for k, v in result["errors"].items() if v}
+    p50, p95, p99 = (result[f"p{n}_us"] / 1000 for n in (50, 95, 99))
     return (
-        f"{result['rps']:.0f} req/s; p50 {result['p50_us'] / 1000:.0f} ms,"
-        f" p95 {result['p95_us'] / 1000:.0f} ms, p99 {result['p99_us'] / 1000:.0f} ms; {statuses}"
+        f"{result['rps']:.0f} req/s ({result['ok_rps']:.0f} answered 2xx/3xx);"
+        f" p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; {statuses}"
         + (f"; socket errors {errors}" if errors else "")
     )
 
@@ -311,6 +315,35 @@ async def follow_sockets(url: str, headers: dict, clients: int, seconds: float) 
     return await asyncio.gather(*(one() for _ in range(clients)))
 
 
+class ConnectionPeak:
+    """The most server connections seen at once on the bench database (sampled every 0.25 s)."""
+
+    def __init__(self, url: str):
+        import threading
+
+        self.url, self.peak, self._stop = url, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _sample(self):
+        import psycopg
+
+        name = self.url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            while not self._stop.wait(0.25):
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]
+                ).fetchone()
+                self.peak = max(self.peak, count)
+
+
 def finished_count(batch_id: int) -> int:
     counts = lead_counts(batch_id)
     return sum(counts.get(status, 0) for status in FINISHED)
@@ -353,13 +386,14 @@ def run_topology(env: dict, args, daphnes: int, user, token: str, cookie: str, f
         )
         follower.start()
         before, started = finished_count(batch.pk), time.monotonic()
-        status = run_wrk(
-            f"{base}/api/batches/{batch.pk}/",
-            WRK_COMMON,
-            clients=args.clients,
-            seconds=args.seconds,
-            headers={"Authorization": f"Token {token}"},
-        )
+        with ConnectionPeak(env["DATABASE_URL"]) as connections_seen:
+            status = run_wrk(
+                f"{base}/api/batches/{batch.pk}/",
+                WRK_COMMON,
+                clients=args.clients,
+                seconds=args.seconds,
+                headers={"Authorization": f"Token {token}"},
+            )
         loaded = (finished_count(batch.pk) - before) / (time.monotonic() - started)
         follower.join(30)
         still_running = lead_counts(batch.pk).get("pending", 0) > 0
@@ -391,14 +425,15 @@ def run_topology(env: dict, args, daphnes: int, user, token: str, cookie: str, f
 
     ws_ok = [s for s in sockets if not s["error"] and s["worst_gap"] <= 2.0]
     ws_errors = [s["error"] for s in sockets if s["error"]]
-    per_daphne = status["rps"] / daphnes
+    per_daphne = status["ok_rps"] / daphnes
     figures.add(
         f"{label}: status API, {args.clients} clients, {args.seconds} s",
         wrk_summary(status),
         "no 5xx",
         server_errors(status) == 0 and not any(status["errors"].values()),
     )
-    figures.add(f"{label}: status API requests/s per daphne process", f"{per_daphne:.0f}")
+    figures.add(f"{label}: status API requests/s answered 2xx/3xx per daphne process", f"{per_daphne:.0f}")
+    figures.add(f"{label}: most PostgreSQL connections at once meanwhile", str(connections_seen.peak))
     figures.add(
         f"{label}: batch throughput under that load / without",
         f"{loaded:.1f} / {quiet:.1f} leads/s = {loaded / quiet:.2f}x",
@@ -423,7 +458,15 @@ def run_topology(env: dict, args, daphnes: int, user, token: str, cookie: str, f
         "each daphne serves" if daphnes > 1 else "",
         all(n > 0 for n in requests.values()) if daphnes > 1 else None,
     )
-    return {"daphnes": daphnes, "status": status, "mix": mixed, "quiet": quiet, "loaded": loaded}
+    return {
+        "daphnes": daphnes,
+        "status": status,
+        "mix": mixed,
+        "quiet": quiet,
+        "loaded": loaded,
+        "connections_peak": connections_seen.peak,
+        "answers_by_daphne": requests,
+    }
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import logging
 from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,11 @@ def overload_response(path: str) -> HttpResponse:
     return response
 
 
-class OverloadMiddleware:
-    """Turns an overload raised by a view (the API's views included) into the 503 answer."""
+class OverloadMiddleware(MiddlewareMixin):
+    """Turns an overload raised by a view (the API's views included) into the 503 answer.
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        return self.get_response(request)
+    Synchronous and asynchronous alike (MiddlewareMixin), so it adds no thread hop to a request.
+    """
 
     def process_exception(self, request, exception):
         if is_overload(exception):
