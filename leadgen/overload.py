@@ -1,5 +1,5 @@
-"""Overload answers 503, never 500: no database connection within DB_POOL_TIMEOUT, or no turn on the
-web process's threads within it.
+"""Overload answers 503, never 500: no database connection within DB_POOL_TIMEOUT, or no free thread of
+the web process within ASGI_QUEUE_TIMEOUT.
 
 The API answers `{"detail": ...}` JSON, every other page plain text; both carry `Retry-After`. Nothing
 is logged as an error and no traceback is shown, whatever DEBUG says: an overloaded server is a state,
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpResponse, JsonResponse
@@ -61,33 +63,45 @@ class OverloadMiddleware(MiddlewareMixin):
 
 
 class BoundedHTTP:
-    """ASGI wrapper: at most ASGI_THREADS HTTP requests of this process run at once.
+    """ASGI wrapper: HTTP requests of this process run on ASGI_THREADS threads, one request per thread.
 
-    Django runs each request's synchronous part on a thread of its own, holding a database connection
-    from its first query to its end, so the turns match the pool. A request waits up to
-    DB_POOL_TIMEOUT for a turn, then gets the 503 answer. Turns are counted per event loop.
+    Django runs each request's synchronous part on the thread of its "thread-sensitive context", by
+    default a new thread per request: unbounded, and a thread started for every request. Here each
+    request borrows one of ASGI_THREADS long-lived single-thread executors for its context (asgiref's
+    `ThreadSensitiveContext(executor=...)`), holding a database connection from its first query to its
+    end, so the threads match the pool. A request queues up to ASGI_QUEUE_TIMEOUT for a free thread
+    (queued requests cost the event loop nothing), then gets the 503 answer. Threads are kept per event
+    loop.
     """
 
     def __init__(self, app):
         self.app = app
-        self._turns: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._free: dict[asyncio.AbstractEventLoop, asyncio.Queue] = {}
+
+    def _threads(self) -> asyncio.Queue:
+        loop = asyncio.get_running_loop()
+        free = self._free.get(loop)
+        if free is None:
+            free = asyncio.Queue()
+            for n in range(settings.ASGI_THREADS):
+                free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"http-{n}"))
+            free = self._free.setdefault(loop, free)
+        return free
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        loop = asyncio.get_running_loop()
-        turns = self._turns.get(loop)
-        if turns is None:
-            turns = self._turns.setdefault(loop, asyncio.Semaphore(settings.ASGI_THREADS))
+        free = self._threads()
         try:
-            await asyncio.wait_for(turns.acquire(), settings.DB_POOL_TIMEOUT)
+            executor = await asyncio.wait_for(free.get(), settings.ASGI_QUEUE_TIMEOUT)
         except TimeoutError:
             logger.warning("503 for %s %s: no free web thread", scope.get("method"), scope.get("path"))
             return await _send_response(send, overload_response(scope.get("path", "")))
         try:
-            return await self.app(scope, receive, send)
+            async with ThreadSensitiveContext(executor=executor):
+                return await self.app(scope, receive, send)
         finally:
-            turns.release()
+            free.put_nowait(executor)
 
 
 async def _send_response(send, response: HttpResponse) -> None:

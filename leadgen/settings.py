@@ -122,9 +122,11 @@ if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Threads matched to the pool. A web process runs at most ASGI_THREADS requests at once (each on a thread
-# that holds a connection); more wait for a turn up to DB_POOL_TIMEOUT, then get a 503. A runner keeps
-# at most RUNNER_THREADS leads in flight: its pool less the runner's own two (claims and heartbeat).
-ASGI_THREADS = env.int("ASGI_THREADS", default=DB_POOL_MAX or 40)
+# that holds a connection; one more is left for the sockets' reads); more queue for a thread up to
+# ASGI_QUEUE_TIMEOUT seconds, then get a 503. A runner keeps at most RUNNER_THREADS leads in flight: its
+# pool less the runner's own two (claims and heartbeat).
+ASGI_THREADS = env.int("ASGI_THREADS", default=max(1, DB_POOL_MAX - 1) if DB_POOL_MAX > 0 else 40)
+ASGI_QUEUE_TIMEOUT = env.float("ASGI_QUEUE_TIMEOUT", default=10.0)
 RUNNER_THREADS = env.int("RUNNER_THREADS", default=max(1, DB_POOL_MAX - 2) if DB_POOL_MAX > 0 else 50)
 
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -1,7 +1,8 @@
 """Overload answers 503 with Retry-After (JSON on the API, plain text on pages), never a 500 or a traceback.
 
 The connection pool is made small for these tests and every one of its connections is held, as a burst
-of requests would hold them; the request under test then waits out DB_POOL_TIMEOUT.
+of requests would hold them; the request under test then waits out DB_POOL_TIMEOUT (and, queued behind
+another for the only web thread, ASGI_QUEUE_TIMEOUT).
 """
 
 import asyncio
@@ -29,7 +30,7 @@ def small_pool(settings):
     connection.close()
     connection.close_pool()
     options["pool"] = {"min_size": 0, "max_size": 2, "timeout": POOL_WAIT}
-    settings.DB_POOL_TIMEOUT = POOL_WAIT
+    settings.DB_POOL_TIMEOUT = settings.ASGI_QUEUE_TIMEOUT = POOL_WAIT
     held = []
 
     def exhaust():
