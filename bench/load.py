@@ -130,11 +130,11 @@ def mix_script(items: list[dict]) -> str:
 def run_wrk(url: str, script: str, *, clients: int, seconds: int, headers: dict | None = None) -> dict:
     path = LOG_DIR / f"wrk-{time.monotonic_ns()}.lua"
     path.write_text(script)
-    args = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(path)]
+    args = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s", "-s", str(path)]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run(
-        [*args, url], capture_output=True, text=True, timeout=seconds + 60, check=True
+        [*args, url], capture_output=True, text=True, timeout=seconds + 90, check=True
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("WRK "))
     result = json.loads(line[4:])

@@ -126,7 +126,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # ASGI_QUEUE_TIMEOUT seconds, then get a 503. A runner keeps at most RUNNER_THREADS leads in flight: its
 # pool less the runner's own two (claims and heartbeat).
 ASGI_THREADS = env.int("ASGI_THREADS", default=max(1, DB_POOL_MAX - 1) if DB_POOL_MAX > 0 else 40)
-ASGI_QUEUE_TIMEOUT = env.float("ASGI_QUEUE_TIMEOUT", default=10.0)
+ASGI_QUEUE_TIMEOUT = env.float("ASGI_QUEUE_TIMEOUT", default=30.0)
 RUNNER_THREADS = env.int("RUNNER_THREADS", default=max(1, DB_POOL_MAX - 2) if DB_POOL_MAX > 0 else 50)
 
 REDIS_URL = env.str("REDIS_URL", default="")
