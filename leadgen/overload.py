@@ -9,6 +9,7 @@ not a bug.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +63,44 @@ class OverloadMiddleware(MiddlewareMixin):
         return None
 
 
+class _Threads:
+    """Long-lived single-thread executors handed out first come, first served.
+
+    A thread released while requests wait goes to the oldest of them; none is taken by a request that
+    arrives later (with a plain queue, newcomers would grab freed threads ahead of those waiting, and a
+    few unlucky requests would wait out the whole timeout).
+    """
+
+    def __init__(self, count: int):
+        self._free = collections.deque(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"http-{n}") for n in range(count)
+        )
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+
+    async def acquire(self, timeout: float) -> ThreadPoolExecutor:
+        if self._free and not self._waiters:
+            return self._free.popleft()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except BaseException:  # the time ran out, or the request was cancelled while it waited
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # handed over just then: pass it on
+            else:
+                waiter.cancel()
+            raise
+        return waiter.result()
+
+    def release(self, executor: ThreadPoolExecutor) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(executor)
+                return
+        self._free.append(executor)
+
+
 class BoundedHTTP:
     """ASGI wrapper: HTTP requests of this process run on ASGI_THREADS threads, one request per thread.
 
@@ -69,31 +108,22 @@ class BoundedHTTP:
     default a new thread per request: unbounded, and a thread started for every request. Here each
     request borrows one of ASGI_THREADS long-lived single-thread executors for its context (asgiref's
     `ThreadSensitiveContext(executor=...)`), holding a database connection from its first query to its
-    end, so the threads match the pool. A request queues up to ASGI_QUEUE_TIMEOUT for a free thread
-    (queued requests cost the event loop nothing), then gets the 503 answer. Threads are kept per event
-    loop.
+    end, so the threads match the pool. A request queues (first come, first served) up to
+    ASGI_QUEUE_TIMEOUT for a free thread, at no cost to the event loop, then gets the 503 answer.
+    Threads are kept per event loop.
     """
 
     def __init__(self, app):
         self.app = app
-        self._free: dict[asyncio.AbstractEventLoop, asyncio.Queue] = {}
-
-    def _threads(self) -> asyncio.Queue:
-        loop = asyncio.get_running_loop()
-        free = self._free.get(loop)
-        if free is None:
-            free = asyncio.Queue()
-            for n in range(settings.ASGI_THREADS):
-                free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"http-{n}"))
-            free = self._free.setdefault(loop, free)
-        return free
+        self._threads: dict[asyncio.AbstractEventLoop, _Threads] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        free = self._threads()
+        loop = asyncio.get_running_loop()
+        threads = self._threads.get(loop) or self._threads.setdefault(loop, _Threads(settings.ASGI_THREADS))
         try:
-            executor = await asyncio.wait_for(free.get(), settings.ASGI_QUEUE_TIMEOUT)
+            executor = await threads.acquire(settings.ASGI_QUEUE_TIMEOUT)
         except TimeoutError:
             logger.warning("503 for %s %s: no free web thread", scope.get("method"), scope.get("path"))
             return await _send_response(send, overload_response(scope.get("path", "")))
@@ -101,7 +131,7 @@ class BoundedHTTP:
             async with ThreadSensitiveContext(executor=executor):
                 return await self.app(scope, receive, send)
         finally:
-            free.put_nowait(executor)
+            threads.release(executor)
 
 
 async def _send_response(send, response: HttpResponse) -> None:

@@ -123,3 +123,37 @@ async def test_over_asgi_requests_beyond_the_web_threads_wait_their_turn_then_ge
         assert {name.lower(): value for name, value in answer["headers"]}[b"retry-after"] == b"2"
         assert b'"detail"' in answer["body"]
     _no_error_logged(caplog)
+
+
+async def test_a_freed_web_thread_goes_to_the_request_that_waited_longest():
+    from leadgen.overload import _Threads
+
+    threads = _Threads(1)
+    held = await threads.acquire(1)
+    order = []
+
+    async def request(name):
+        executor = await threads.acquire(5)
+        order.append(name)
+        await asyncio.sleep(0)
+        threads.release(executor)
+
+    waiting = asyncio.ensure_future(request("waited"))
+    await asyncio.sleep(0.01)
+    threads.release(held)
+    late = asyncio.ensure_future(request("arrived after the release"))
+    await asyncio.gather(waiting, late)
+
+    assert order == ["waited", "arrived after the release"]
+
+
+async def test_a_request_that_waits_out_the_queue_gives_up_without_losing_a_thread():
+    from leadgen.overload import _Threads
+
+    threads = _Threads(1)
+    held = await threads.acquire(1)
+    with pytest.raises(TimeoutError):
+        await threads.acquire(0.05)
+    threads.release(held)
+
+    assert await threads.acquire(0.05) is held
