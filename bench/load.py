@@ -36,6 +36,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,13 @@ class PrivatePostgres:
         return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
     def __enter__(self) -> str:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> str:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
@@ -218,11 +226,14 @@ class PrivatePostgres:
 
     def __exit__(self, *exc) -> None:
         if self.process is not None:
-            self.process.terminate()
+            # The whole group (runuser and the server): SIGINT is PostgreSQL's fast shutdown.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGINT)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
