@@ -56,9 +56,11 @@ def _clear_cache():
     from django.core.cache import cache
 
     from batches.events import throttle_reset
+    from batches.snapshots import snapshots
     from reports.selectors import price_table_forget
 
     cache.clear()
     throttle_reset()
+    snapshots.clear()
     price_table_forget()
     yield

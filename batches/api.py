@@ -4,7 +4,9 @@ Reads need `batches.view_batchreport` (the reports ZIP also `reports.view_report
 cancel and retry need `batches.run_batch`.
 """
 
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.cache import get_conditional_response
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -35,6 +37,7 @@ from batches.serializers import (
     ErrorSerializer,
     SelectionSerializer,
 )
+from batches.snapshots import encoded, snapshot_etag, snapshots
 from leadgen.api import ModelPermissions
 from leadgen.errors import IdempotencyConflict
 
@@ -368,6 +371,13 @@ SCHEMAS = {
 }
 
 
+def _cache_headers(response, etag: str):
+    """Clients may keep the answer but must ask again (with `If-None-Match`) before using it."""
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
 @extend_schema_view(list=SCHEMAS["list"], retrieve=SCHEMAS["retrieve"], create=SCHEMAS["create"])
 class BatchViewSet(GenericViewSet):
     queryset = BatchReport.objects.all()
@@ -398,12 +408,29 @@ class BatchViewSet(GenericViewSet):
             "preview": SelectionSerializer,
         }.get(self.action, BatchSnapshotSerializer)
 
-    def _get_batch(self) -> BatchReport:
-        # Not get_object(): that would run the list's filters, and `leads` has filters for lead rows.
+    def _batch_id(self) -> int:
         pk = self.kwargs["pk"]
         if not (pk.isascii() and pk.isdigit()) or int(pk) > MAX_ID:
             raise NotFound()
-        return get_object_or_404(self.get_queryset(), pk=int(pk))
+        return int(pk)
+
+    def _get_batch(self) -> BatchReport:
+        # Not get_object(): that would run the list's filters, and `leads` has filters for lead rows.
+        return get_object_or_404(self.get_queryset(), pk=self._batch_id())
+
+    def _memo_snapshot(self) -> dict:
+        """The batch's snapshot from the process's memo (no query while it is fresh); 404 if unknown."""
+        try:
+            return snapshots.get_sync(self._batch_id())
+        except BatchReport.DoesNotExist:
+            raise NotFound() from None
+
+    def _not_modified(self, request, etag: str):
+        """The 304 answer when the client's `If-None-Match` has `etag`, else None."""
+        response = get_conditional_response(request._request, etag=etag)
+        if response is not None:
+            _cache_headers(response, etag)
+        return response
 
     def _snapshot_response(self, batch: BatchReport, *, status_code: int = status.HTTP_200_OK) -> Response:
         return Response(selectors.batch_snapshot(batch_id=batch.pk), status=status_code)
@@ -414,7 +441,16 @@ class BatchViewSet(GenericViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        return self._snapshot_response(self._get_batch())
+        snapshot = self._memo_snapshot()
+        etag = snapshot_etag(snapshot)
+        if (not_modified := self._not_modified(request, etag)) is not None:
+            return not_modified
+        if request.accepted_renderer.format == "json":
+            # The text every socket of this process sends too, encoded once per snapshot read.
+            response = HttpResponse(encoded(snapshot), content_type="application/json")
+        else:
+            response = Response(snapshot)
+        return _cache_headers(response, etag)
 
     def create(self, request):
         serializer = self.get_serializer(data=request.data)
@@ -443,9 +479,14 @@ class BatchViewSet(GenericViewSet):
 
     @SCHEMAS["leads"]
     def leads(self, request, pk=None):
+        # A lead row changes only with the snapshot (its counts and recent changes), so the snapshot's
+        # ETag, read before the rows, is never newer than what the rows show.
+        etag = snapshot_etag(self._memo_snapshot())
+        if (not_modified := self._not_modified(request, etag)) is not None:
+            return not_modified
         rows = self.filter_queryset(selectors.batch_lead_rows(batch=self._get_batch()))
         page = self.paginate_queryset(rows)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return _cache_headers(self.get_paginated_response(self.get_serializer(page, many=True).data), etag)
 
     @SCHEMAS["cancel"]
     def cancel(self, request, pk=None):

@@ -6,7 +6,6 @@ dropped event, a missed group message or a restarted server costs nothing: the n
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 
@@ -16,7 +15,7 @@ from django.db import DatabaseError
 
 from batches.events import batch_group
 from batches.models import BatchReport
-from batches.selectors import batch_snapshot
+from batches.snapshots import encoded, snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +32,6 @@ CLOSE_NOT_FOUND = 4004
 # The margins keep both bounds true as seen by the client despite scheduling and network jitter.
 MIN_INTERVAL_SECONDS = 1.05
 MAX_INTERVAL_SECONDS = 1.25
-# Many sockets on one batch share one snapshot read per tick (per process).
-SNAPSHOT_TTL_SECONDS = 0.5
-
 FINISHED_STATUSES = frozenset(BatchReport.FINISHED)
 
 
@@ -47,75 +43,6 @@ def _access(user, batch_id: int) -> int | None:
     if not BatchReport.objects.filter(pk=batch_id).exists():
         return CLOSE_NOT_FOUND
     return None
-
-
-@database_sync_to_async
-def _read_snapshot(batch_id: int) -> dict:
-    return batch_snapshot(batch_id=batch_id)
-
-
-class SnapshotMemo:
-    """Per-process memo of recent snapshots, so N sockets on one batch cost one query set per tick.
-
-    Concurrent readers of the same batch share the read in flight instead of starting their own.
-    `not_before` (a `time.monotonic()` value) asks for a read that started no earlier than that moment,
-    e.g. after a terminal event arrived, so the answer cannot predate what the caller has heard of.
-    """
-
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._values: dict[int, tuple[float, dict]] = {}
-        self._in_flight: dict[int, tuple[float, asyncio.Task]] = {}
-
-    async def get(self, batch_id: int, *, not_before: float | None = None) -> dict:
-        oldest = time.monotonic() - self.ttl if not_before is None else not_before
-        cached = self._values.get(batch_id)
-        if cached and cached[0] >= oldest:
-            return cached[1]
-        in_flight = self._in_flight.get(batch_id)
-        if (
-            in_flight is None
-            or in_flight[0] < oldest
-            or in_flight[1].done()
-            or in_flight[1].get_loop() is not asyncio.get_running_loop()
-        ):
-            started = time.monotonic()
-            in_flight = (started, asyncio.ensure_future(self._read(batch_id, started)))
-            self._in_flight[batch_id] = in_flight
-        return await asyncio.shield(in_flight[1])
-
-    def clear(self) -> None:
-        self._values.clear()
-        self._in_flight.clear()
-
-    async def _read(self, batch_id: int, started: float) -> dict:
-        snapshot = await _read_snapshot(batch_id)
-        cached = self._values.get(batch_id)
-        if cached is None or cached[0] <= started:
-            self._values[batch_id] = (started, snapshot)
-        return snapshot
-
-
-snapshots = SnapshotMemo(ttl=SNAPSHOT_TTL_SECONDS)
-
-
-def encoded(snapshot: dict) -> str:
-    """The snapshot as JSON text, encoded once however many sockets send it.
-
-    Keyed by the dict's identity (the memo hands the same dict to every socket of a tick); the entry
-    keeps the dict alive, so an id is never reused while it is remembered.
-    """
-    cached = _encodings.get(id(snapshot))
-    if cached is None or cached[0] is not snapshot:
-        cached = (snapshot, json.dumps(snapshot))
-        _encodings[id(snapshot)] = cached
-        while len(_encodings) > ENCODINGS_KEPT:
-            _encodings.pop(next(iter(_encodings)))
-    return cached[1]
-
-
-_encodings: dict[int, tuple[dict, str]] = {}
-ENCODINGS_KEPT = 64
 
 
 class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
@@ -184,6 +111,8 @@ class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
     async def batch_finished(self, event):
         self._terminal_hint_at = time.monotonic()
         self._finished_heard.set()
+        # The status API and the rows of this process read the same memo: fresh from now on too.
+        snapshots.forget(self.batch_id, seq=event.get("seq"))
         self._hint.set()
 
     async def _run(self):

@@ -74,6 +74,10 @@ def throttle_reset() -> None:
 
 
 def _send(batch_id: int, message: dict) -> None:
+    from batches.snapshots import snapshots
+
+    # This process's own readers (status API, rows) see the change at once; others within the memo's TTL.
+    snapshots.forget(batch_id, seq=message["seq"])
     try:
         layer = get_channel_layer()
         if layer is not None:

@@ -12,14 +12,16 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import get_conditional_response
 from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
 from batches.analytics import batch_analytics
 from batches.models import BatchReport, BatchReportLead
+from batches.snapshots import snapshot_etag, snapshots
 from leadgen.display import error_line
 from leadgen.errors import ServiceError
 
@@ -117,6 +119,14 @@ def analytics(request):
     return render(request, "batches/analytics.html", context)
 
 
+def _memo_snapshot(pk: int) -> dict:
+    """The batch's snapshot from the process's memo (the sockets and the status API share it)."""
+    try:
+        return snapshots.get_sync(pk)
+    except BatchReport.DoesNotExist:
+        raise Http404("No such batch.") from None
+
+
 def _rows_page(request, batch: BatchReport):
     paginator = Paginator(selectors.batch_lead_rows(batch=batch), ROWS_PER_PAGE)
     return paginator.get_page(request.GET.get("page"))
@@ -151,6 +161,8 @@ def _links(batch_id: int) -> dict:
 @require_GET
 def batch_detail(request, pk: int):
     batch = get_object_or_404(BatchReport, pk=pk)
+    # Read fresh, not from the memo: the page is opened once (and right after its buttons act), then
+    # kept current by the socket or by polling the status API, which read the memo.
     snapshot = selectors.batch_snapshot(batch_id=batch.pk)
     page = _rows_page(request, batch)
     context = {
@@ -177,16 +189,26 @@ def batch_detail(request, pk: int):
 @view_permission
 @require_GET
 def batch_rows(request, pk: int):
-    """The per-lead rows of one table page and the failure groups, for the page to refresh in place."""
-    batch = get_object_or_404(BatchReport, pk=pk)
-    page = _rows_page(request, batch)
-    return JsonResponse(
-        {
-            "page": page.number,
-            "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
-            "failures": _failure_groups(batch),
-        }
-    )
+    """The per-lead rows of one table page and the failure groups, for the page to refresh in place.
+
+    304 for a client's `If-None-Match` while the batch's snapshot ETag is the same (no row read at all):
+    rows and failures change only with the snapshot's counts and recent changes.
+    """
+    etag = snapshot_etag(_memo_snapshot(pk))
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        batch = get_object_or_404(BatchReport, pk=pk)
+        page = _rows_page(request, batch)
+        response = JsonResponse(
+            {
+                "page": page.number,
+                "rows": [selectors.batch_lead_row_dict(row) for row in page.object_list],
+                "failures": _failure_groups(batch),
+            }
+        )
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
 
 
 def _act(request, pk: int, action, done_message: str):

@@ -58,8 +58,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "leadgen.overload.OverloadMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "leadgen.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,14 +106,37 @@ if DATABASE_URL:
         sys.exit("DATABASE_URL must be a postgres:// URL: PostgreSQL is the only database supported.")
 else:
     DATABASES = {"default": embedded_db.ensure_running(EMBEDDED_PGDATA)}
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections: a psycopg pool per process holds at most DB_POOL_MAX of them whatever the threads, and a
+# thread that waits DB_POOL_TIMEOUT seconds for one gets an OperationalError (the web answers 503).
+# DB_POOL_MAX=0 turns the pool off: one persistent connection per thread (CONN_MAX_AGE), e.g. when an
+# outside pooler bounds them. README "Production" sizes it across processes.
+DB_POOL_MAX = env.int("DB_POOL_MAX", default=20)
+DB_POOL_MIN = min(env.int("DB_POOL_MIN", default=2), DB_POOL_MAX)
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=5.0)
+if DB_POOL_MAX > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DB_POOL_MIN,
+        "max_size": DB_POOL_MAX,
+        "timeout": DB_POOL_TIMEOUT,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
     # Parameters bound by the server, and a statement run 5 times on a connection is prepared there:
     # the engine's hot statements are parsed and planned once per connection. Turn off behind a pooler
     # that cannot keep prepared statements (PgBouncer < 1.21 in transaction mode).
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Threads matched to the pool. A web process runs at most ASGI_THREADS requests at once (each on a thread
+# that holds a connection; one more is left for the sockets' reads); more queue for a thread up to
+# ASGI_QUEUE_TIMEOUT seconds, then get a 503. A runner keeps at most RUNNER_THREADS leads in flight: its
+# pool less the runner's own two (claims and heartbeat).
+ASGI_THREADS = env.int("ASGI_THREADS", default=max(1, DB_POOL_MAX - 1) if DB_POOL_MAX > 0 else 40)
+ASGI_QUEUE_TIMEOUT = env.float("ASGI_QUEUE_TIMEOUT", default=30.0)
+RUNNER_THREADS = env.int("RUNNER_THREADS", default=max(1, DB_POOL_MAX - 2) if DB_POOL_MAX > 0 else 50)
 
 REDIS_URL = env.str("REDIS_URL", default="")
 

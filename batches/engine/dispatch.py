@@ -1,8 +1,9 @@
 """A runner: one bounded slice of work on a batch, with a pool of threads and a lease heartbeat.
 
 What it keeps true:
-- a runner holds at most `concurrency` leads (and the claim bounds the whole cluster to that); its
-  threads process and settle them while this thread claims more for the free ones;
+- a runner holds at most `concurrency` leads (and the claim bounds the whole cluster to that), and at
+  most RUNNER_THREADS, which fits its threads in the process's connection pool; its threads process
+  and settle them while this thread claims more for the free ones;
 - the leases of its leads in flight are renewed every third of BATCH_LEASE_SECONDS
   (`batch_lease_renew_v1`, called from one place, `_heartbeat`), so a lease expires only when its
   runner is gone or stuck: recovery is heartbeat-based, never elapsed time alone;
@@ -91,7 +92,9 @@ def run_slice(
     stop = threading.Event()
     heartbeat = threading.Thread(target=_heartbeat, args=(batch_id, owner, stop), daemon=True)
     heartbeat.start()
-    size = max(1, min(workers or batch.concurrency, batch.concurrency))
+    # Each thread holds a pooled connection for the slice: RUNNER_THREADS keeps them inside the pool
+    # (the claim bounds the batch's leads in flight across every runner to `concurrency` anyway).
+    size = max(1, min(workers or batch.concurrency, batch.concurrency, settings.RUNNER_THREADS))
     try:
         processed = _dispatch(
             batch_id=batch_id, owner=owner, prices=prices, size=size, deadline=deadline, brand=batch.brand

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections, transaction
 from django.test import Client
 
-from batches import consumers, events, services
+from batches import consumers, events, services, snapshots
 from batches.engine import run_slice
 from batches.models import BatchReport
 from batches.selectors import batch_snapshot
@@ -24,9 +24,9 @@ VIEWER_PERMS = ("batches.view_batchreport",)
 @pytest.fixture(autouse=True)
 async def _fresh_memo_and_connections(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    consumers.snapshots.clear()
+    snapshots.snapshots.clear()
     yield
-    consumers.snapshots.clear()
+    snapshots.snapshots.clear()
     # The consumer's queries ran in asgiref's shared thread; close its connection so the test
     # database can be dropped at the end.
     await sync_to_async(connections.close_all)()
@@ -190,13 +190,13 @@ async def test_many_sockets_on_one_batch_share_the_snapshot_reads(viewer, monkey
     )
     headers = await sync_to_async(socket_headers)(viewer)
     reads = []
-    real_read = consumers._read_snapshot
+    real_read = snapshots._read_snapshot
 
     async def counting_read(batch_id):
         reads.append(batch_id)
         return await real_read(batch_id)
 
-    monkeypatch.setattr(consumers, "_read_snapshot", counting_read)
+    monkeypatch.setattr(snapshots, "_read_snapshot", counting_read)
     sockets = [communicator(batch.pk, headers) for _ in range(10)]
     for comm in sockets:
         await comm.connect()
@@ -213,7 +213,7 @@ async def test_many_sockets_on_one_batch_share_the_snapshot_reads(viewer, monkey
     # Unshared, 10 sockets would read 10 x ticks_each times; shared, one read per TTL at most.
     tick_reads = len(reads) - len(started)
     assert ticks_each >= 2
-    assert tick_reads <= window / consumers.SNAPSHOT_TTL_SECONDS + 2 < 10 * ticks_each
+    assert tick_reads <= window / snapshots.SNAPSHOT_TTL_SECONDS + 2 < 10 * ticks_each
 
 
 @pytest.mark.django_db(transaction=True)
@@ -226,7 +226,7 @@ async def test_a_socket_that_cannot_read_the_batch_closes_so_its_client_reconnec
         user=viewer, statuses=["pending"] * 3, status=BatchReport.Status.RUNNING
     )
     headers = await sync_to_async(socket_headers)(viewer)
-    real_read = consumers._read_snapshot
+    real_read = snapshots._read_snapshot
     reads = itertools.count()
 
     async def read_then_fail(batch_id):
@@ -234,7 +234,7 @@ async def test_a_socket_that_cannot_read_the_batch_closes_so_its_client_reconnec
             raise OperationalError("the database system is shutting down")
         return await real_read(batch_id)
 
-    monkeypatch.setattr(consumers, "_read_snapshot", read_then_fail)
+    monkeypatch.setattr(snapshots, "_read_snapshot", read_then_fail)
     comm = communicator(batch.pk, headers)
     connected, _ = await comm.connect()
     assert connected

@@ -535,3 +535,22 @@ def test_claims_and_settles_commit_asynchronously_without_changing_the_sessions_
         assert synchronous_commit() == "off"
     assert synchronous_commit() == "on"
     assert claim.reserved_usd > 0 and BatchReport.objects.get(pk=batch.pk).reserved_usd == 0
+
+
+def test_a_runner_keeps_no_more_leads_in_flight_than_its_threads_fit_in_the_pool(settings):
+    """RUNNER_THREADS (the pool less the runner's claim loop and heartbeat) caps one runner below the
+    batch's concurrency; each in-flight lead holds a thread and its connection."""
+    settings.SANDBOX_LATENCY_MS = 8
+    settings.RUNNER_THREADS = 3
+    batch = launch(make_leads(60), concurrency=10)
+    stop, seen = threading.Event(), []
+    sampler = threading.Thread(target=_max_in_flight_sampler, args=(batch.pk, stop, seen))
+    sampler.start()
+    try:
+        batch = run_to_end(batch.pk, timeout=120.0)
+    finally:
+        stop.set()
+        sampler.join()
+
+    assert batch.status == BatchReport.Status.COMPLETED
+    assert len(seen) > 5 and 2 <= max(seen) <= 3
