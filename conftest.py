@@ -64,3 +64,22 @@ def _clear_cache():
     snapshots.clear()
     price_table_forget()
     yield
+
+
+@pytest.fixture
+def canary():
+    """A loopback server that must get no request at all (the hostile-input suites)."""
+    from leadgen.tests.servers import Canary
+
+    with Canary() as server:
+        yield server
+    assert server.hits == []
+
+
+@pytest.fixture
+def site():
+    """A loopback server standing in for a public website (the hostile-input suites)."""
+    from leadgen.tests.servers import Site
+
+    with Site() as server:
+        yield server

@@ -23,7 +23,7 @@ from batches.models import BatchReport, WebhookDelivery, WebhookEndpoint
 from batches.tests.api_fixtures import ROLE_PERMISSIONS, add_lead_rows, make_batch, make_report, make_user
 from batches.tests.api_fixtures import token_client as api_client
 from batches.webhooks import webhook_deliver
-from leadgen.tests.servers import SITE_ADDRESS, Canary, Site
+from leadgen.tests.servers import SITE_ADDRESS
 from leads.models import Lead
 from reports.services import report_generate, report_pdf_ensure
 
@@ -32,19 +32,6 @@ PIXEL = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6"
     "kgAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture
-def canary():
-    with Canary() as server:
-        yield server
-    assert server.hits == []
-
-
-@pytest.fixture
-def site():
-    with Site() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

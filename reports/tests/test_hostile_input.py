@@ -18,26 +18,13 @@ import httpx
 import pytest
 
 from leadgen import egress
-from leadgen.tests.servers import SECRET, SITE_ADDRESS, Canary, Site
+from leadgen.tests.servers import SECRET, SITE_ADDRESS
 from reports.models import ProviderCall, ProviderResult
 from reports.providers.website import MAX_PAGE_BYTES
 from reports.services import report_generate
 from reports.tests.test_providers_live import SUCCESS_BODIES
 
 PUBLIC = "93.184.216.34"
-
-
-@pytest.fixture
-def canary():
-    with Canary() as server:
-        yield server
-    assert server.hits == []
-
-
-@pytest.fixture
-def site():
-    with Site() as server:
-        yield server
 
 
 class FakeDns:
