@@ -109,7 +109,19 @@ def _share_link_html(link: ShareLink) -> str:
     return format_html('<a href="{}">HTML</a> / <a href="{}">PDF</a>', urls["url"], urls["pdf_url"])
 
 
-class ShareLinkInline(admin.TabularInline):
+class ShareLinkColumns:
+    """The link and its status, as the inline and the share link list show them."""
+
+    @admin.display(description="link")
+    def link(self, obj: ShareLink) -> str:
+        return _share_link_html(obj)
+
+    @admin.display(description="status")
+    def status(self, obj: ShareLink) -> str:
+        return _share_link_status(obj)
+
+
+class ShareLinkInline(ShareLinkColumns, admin.TabularInline):
     model = ShareLink
     extra = 0
     can_delete = False
@@ -123,17 +135,9 @@ class ShareLinkInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="link")
-    def link(self, obj: ShareLink) -> str:
-        return _share_link_html(obj)
-
-    @admin.display(description="status")
-    def status(self, obj: ShareLink) -> str:
-        return _share_link_status(obj)
-
 
 @admin.register(ShareLink)
-class ShareLinkAdmin(admin.ModelAdmin):
+class ShareLinkAdmin(ShareLinkColumns, admin.ModelAdmin):
     list_display = ["report", "link", "status", "created_at", "expires_at", "revoked_at", "created_by"]
     list_filter = ["created_at", "expires_at", "revoked_at"]
     list_select_related = ["report", "created_by"]
@@ -148,14 +152,6 @@ class ShareLinkAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    @admin.display(description="link")
-    def link(self, obj: ShareLink) -> str:
-        return _share_link_html(obj)
-
-    @admin.display(description="status")
-    def status(self, obj: ShareLink) -> str:
-        return _share_link_status(obj)
 
     @admin.action(permissions=["change"], description="Revoke selected share links")
     def revoke_links(self, request, queryset):
