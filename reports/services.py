@@ -68,6 +68,30 @@ class _ThreadRuntime(threading.local):
 _runtime = _ThreadRuntime()
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing and sends nothing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        pass
+
+
+class ProviderClient(httpx.AsyncClient):
+    """The client of every provider call: it keeps no cookies. The provider APIs use none, and a lead's
+    site must not leave any behind: a worker's client lives for the whole process, so its jar would hold
+    the cookies of every site it ever audited (and httpx parses each answer's cookies into it)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NoCookies()
+
+    @cookies.setter
+    def cookies(self, cookies) -> None:
+        pass
+
+
 def _loop_and_clients() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, httpx.AsyncClient]:
     if _runtime.loop is None or _runtime.loop.is_closed():
         _runtime.loop = asyncio.new_event_loop()
@@ -77,15 +101,15 @@ def _loop_and_clients() -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, h
         for client in {_runtime.client, _runtime.lead_client} - {None}:
             _runtime.loop.run_until_complete(client.aclose())
         if transport is None:
-            _runtime.client = httpx.AsyncClient(
+            _runtime.client = ProviderClient(
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                 headers={"User-Agent": "Leadgen/1.0"},
             )
-            _runtime.lead_client = httpx.AsyncClient(
+            _runtime.lead_client = ProviderClient(
                 transport=egress.EgressTransport(), trust_env=False, headers={"User-Agent": "Leadgen/1.0"}
             )
         else:
-            _runtime.client = _runtime.lead_client = httpx.AsyncClient(transport=transport, trust_env=False)
+            _runtime.client = _runtime.lead_client = ProviderClient(transport=transport, trust_env=False)
         _runtime.transport = transport
     return _runtime.loop, _runtime.client, _runtime.lead_client
 

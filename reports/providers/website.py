@@ -185,6 +185,9 @@ class WebsiteProvider(BaseProvider):
         """The homepage, redirects followed by hand with the egress check at every hop, the body
         streamed into the parser (up to MAX_PAGE_BYTES) and never kept. Error bodies are not read."""
         history: list[httpx.Response] = []
+        # The cookies of this audit's own redirect chain (a site may set one and expect it on the next
+        # hop); the client keeps none from one lead to the next.
+        cookies = httpx.Cookies()
         while True:
             url_check(request.url)
             response = await client.send(request, stream=True, follow_redirects=False)
@@ -195,6 +198,10 @@ class WebsiteProvider(BaseProvider):
             if len(history) > MAX_REDIRECTS:
                 raise self.error("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
             request = response.next_request
+            if "set-cookie" in response.headers:
+                cookies.extract_cookies(response)
+            if cookies.jar:
+                cookies.set_cookie_header(request)
         response.history = history
         try:
             if response.status_code < 400:

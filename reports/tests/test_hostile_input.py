@@ -201,6 +201,36 @@ def test_a_redirect_within_the_policy_is_followed(live, canary, site, lead_facto
     assert site.requests[1] == ("GET", "/home", f"site.test:{site.port}")
 
 
+def test_a_site_cannot_leave_cookies_for_the_next_lead(live, canary, site, lead_factory):
+    """Cookies live for one audit's redirect chain only: a site that sets one expects it on the next
+    hop and gets it, and the next audit of that site sends none (a worker's client would otherwise keep
+    the cookies of every site it audited, for the life of the process)."""
+    sent: list[tuple[str, str | None]] = []
+
+    def first(handler):
+        sent.append((handler.path, handler.headers.get("Cookie")))
+        headers = {"Location": f"http://site.test:{site.port}/home"}
+        if len(sent) == 1:
+            headers["Set-Cookie"] = "visited=1; Path=/"
+        handler.send(302, b"", headers)
+
+    def home(handler):
+        sent.append((handler.path, handler.headers.get("Cookie")))
+        handler.send(200, b"<html><title>Home</title></html>", {"Content-Type": "text/html"})
+
+    site.route("/", first)
+    site.route("/home", home)
+    url = f"http://site.test:{site.port}/"
+
+    for _ in range(2):
+        lead = lead_factory(website=url, email="owner@example.com")
+        outcome = report_generate(lead=lead, partial=True, cache_lookup=False)
+        assert outcome.error is None
+        assert outcome.report.data["seo"]["title"] == "Home"
+
+    assert sent == [("/", None), ("/home", "visited=1"), ("/", None), ("/home", None)]
+
+
 def test_a_dns_answer_that_changes_after_the_check_cannot_swap_the_address(live, canary, site, dns):
     """The first answer is vetted and connected to; a second lookup (what the system resolver would do
     at connection time) would answer the canary."""
