@@ -553,6 +553,10 @@ def py_spy(pid: int, out: Path) -> subprocess.Popen:
             "-o",
             str(out),
             "--nonblocking",
+            # Only the samples of threads holding the GIL: where the Python CPU goes, not where threads
+            # wait (py-spy cannot tell a thread blocked in a C call, psycopg's wait or a select, from
+            # one working).
+            "--gil",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -580,7 +584,7 @@ def summarize_profile(path: Path, top: int = 25) -> None:
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    print(f"\nprofile {path} ({total} samples, idle threads included)")
+    print(f"\nprofile {path} ({total} samples of threads holding the GIL)")
     print("inclusive:")
     for frame, n in inclusive.most_common(top):
         print(f"  {n * 100 / total:5.1f}%  {frame}")
