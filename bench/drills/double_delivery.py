@@ -5,6 +5,9 @@
 The batch is launched without the usual enqueue; one runner task is queued through django-q2 and its
 queue message is then copied, so the broker holds the same signed task (same task id) twice and the two
 worker processes of one qcluster (Q_WORKERS=2) pick both up at once - what a broker redelivery does.
+Each runner keeps at most half the batch's concurrency in flight (RUNNER_THREADS), so both deliveries
+hold leads at the same time: with a runner as wide as the batch, the first one would hold every slot
+and the second would get a lead only in the moment between a settle and the first one's next claim.
 Checks: every lead processed exactly once (attempts 1, one report, one succeeded call per provider),
 the completion announced once, the ledger equals the call log.
 """
@@ -49,7 +52,7 @@ def drill(env: dict, *, leads: int = 200, concurrency: int = 10) -> list[str]:
         f"({OrmQ.objects.count()} messages)"
     )
     with Processes("drill-double") as procs:
-        procs.qcluster(env)
+        procs.qcluster({**env, "RUNNER_THREADS": str(max(1, concurrency // 2))})
         holders: set[int] = set()
 
         def finished() -> bool:
