@@ -28,7 +28,6 @@ import contextvars
 import functools
 import hashlib
 import io
-import json
 import random
 import threading
 import time
@@ -36,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 from django.conf import settings
 from django.utils import timezone
 
@@ -152,7 +152,7 @@ def _provider_of(request: httpx.Request) -> str:
 def _subject_of(provider: str, request: httpx.Request) -> tuple[str, dict[str, Any] | None]:
     params = request.url.params
     if provider == Provider.LLM:
-        body = json.loads(request.content or b"{}")
+        body = orjson.loads(request.content or b"{}")
         return str(body.get("user") or hashlib.sha256(request.content).hexdigest()[:16]), body
     if provider in (Provider.PAGESPEED, Provider.SCREENSHOT):
         return _host_to_domain(httpx.URL(params.get("url", "")).host), None
@@ -162,7 +162,10 @@ def _subject_of(provider: str, request: httpx.Request) -> tuple[str, dict[str, A
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers)
+    # orjson: compact UTF-8, as httpx's own `json=` writes it, several times faster.
+    return httpx.Response(
+        status, content=orjson.dumps(body), headers={"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 def _text(status: int, body: str, content_type: str = "text/plain", headers=None) -> httpx.Response:
@@ -655,7 +658,7 @@ def _llm(request: httpx.Request, subject: str, body: dict[str, Any]) -> httpx.Re
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": json.dumps(content)},
+                    "message": {"role": "assistant", "content": orjson.dumps(content).decode()},
                     "finish_reason": "stop",
                 }
             ],

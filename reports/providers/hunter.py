@@ -12,7 +12,15 @@ import httpx
 from django.conf import settings
 
 from reports.models import Provider
-from reports.providers.base import BaseProvider, LeadInfo, ProviderError, ResultData, Usage, one_line
+from reports.providers.base import (
+    BaseProvider,
+    LeadInfo,
+    ProviderError,
+    ResultData,
+    Usage,
+    json_body,
+    one_line,
+)
 
 MAX_EMAILS = 10
 # Hunter asks to slow down without saying for how long; a few seconds clears a per-second limit and
@@ -46,7 +54,7 @@ class HunterProvider(BaseProvider):
 
     def error_message(self, response: httpx.Response) -> str:
         try:
-            errors = response.json().get("errors") or []
+            errors = json_body(response).get("errors") or []
             return one_line("; ".join(str(error.get("details") or error.get("id")) for error in errors))
         except (ValueError, AttributeError, TypeError):
             return one_line(response.text)
@@ -66,7 +74,7 @@ class HunterProvider(BaseProvider):
         return super().classify(response)
 
     def parse(self, response: httpx.Response, lead: LeadInfo) -> tuple[HunterData, Usage]:
-        body = response.json()
+        body = json_body(response)
         data = body["data"]
         emails = []
         for item in data.get("emails") or []:

@@ -25,6 +25,7 @@ from reports.providers.base import (
     ProviderError,
     ResultData,
     Usage,
+    json_body,
     json_error,
     one_line,
     parse_duration,
@@ -181,7 +182,7 @@ class LlmProvider(BaseProvider):
         return super().classify(response)
 
     def parse(self, response: httpx.Response, lead: LeadInfo) -> tuple[LlmSummary, Usage]:
-        body = response.json()
+        body = json_body(response)
         choices = body.get("choices") if isinstance(body, dict) else None
         if not choices or not isinstance(choices[0], dict):
             raise self.error("bad_response", "answer without choices")

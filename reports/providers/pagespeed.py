@@ -21,6 +21,7 @@ from reports.providers.base import (
     ProviderError,
     ResultData,
     Usage,
+    json_body,
     json_error,
     one_line,
 )
@@ -120,7 +121,7 @@ class PageSpeedProvider(BaseProvider):
         return super().classify(response)
 
     def parse(self, response: httpx.Response, lead: LeadInfo) -> tuple[PageSpeedData, Usage]:
-        body = response.json()
+        body = json_body(response)
         result = body["lighthouseResult"]
         runtime = (result.get("runtimeError") or {}).get("code")
         if runtime and runtime != "NO_ERROR":

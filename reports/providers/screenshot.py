@@ -17,7 +17,15 @@ from django.core.files.storage import default_storage
 from PIL import Image, UnidentifiedImageError
 
 from reports.models import Provider
-from reports.providers.base import BaseProvider, LeadInfo, ProviderError, ResultData, Usage, one_line
+from reports.providers.base import (
+    BaseProvider,
+    LeadInfo,
+    ProviderError,
+    ResultData,
+    Usage,
+    json_body,
+    one_line,
+)
 
 VIEWPORT_WIDTH = 1280
 VIEWPORT_HEIGHT = 800
@@ -78,7 +86,7 @@ class ScreenshotProvider(BaseProvider):
 
     def error_message(self, response: httpx.Response) -> str:
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             return one_line(response.text)
         if isinstance(body, dict):
@@ -89,7 +97,7 @@ class ScreenshotProvider(BaseProvider):
         if response.status_code < 400:
             return None
         try:
-            code = str(response.json().get("error_code") or "")
+            code = str(json_body(response).get("error_code") or "")
         except (ValueError, AttributeError):
             code = ""
         if code in TRANSIENT_CODES:
