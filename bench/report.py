@@ -12,12 +12,22 @@ At 0 ms both the engine and `bench/peer.py` are CPU-bound, and both spend most o
 the figure that bounds them; unlike theirs it barely moves with what else the machine runs, because it
 counts CPU, not seconds. `--profile`: py-spy samples the timed reports (threads holding the GIL only,
 as `bench/engine.py --profile`) and prints the functions with the most inclusive and own time.
+
+CPU time on a shared machine moves by a tenth between runs; instructions do not. Under valgrind,
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/report.%p \
+        .venv/bin/python bench/report.py --leads 100 --warmup 10 --instructions
+
+counts only the timed reports (the script switches the instrumentation on before them with
+callgrind_control and reads the count after them) and prints the instructions per report: nearly the
+same figure on every run of the same code, to compare two commits by.
 """
 
 import argparse
 import os
 import resource
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +54,24 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _callgrind(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True, capture_output=True)
+
+
+def _callgrind_instructions() -> int:
+    """What callgrind has counted so far in this process, all threads (it counts from `--instr=on`)."""
+    out = subprocess.run(
+        ["callgrind_control", "-e", "Ir", str(os.getpid())], check=True, capture_output=True, text=True
+    ).stdout
+    # "  Totals:  Ir" then one "   Th <n>  <count>" line per thread.
+    counts = [
+        int(line.split()[2].replace(",", "")) for line in out.splitlines() if line.split()[:1] == ["Th"]
+    ]
+    if not counts:
+        raise RuntimeError(f"no instruction count in callgrind_control's answer: {out}")
+    return sum(counts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,6 +79,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--instructions", action="store_true", help="running under callgrind (see above)")
     args = parser.parse_args()
 
     env = bench_env(f"{DATABASE}_report", SANDBOX_LATENCY_MS="0", SANDBOX_FAILURE_RATE="0")
@@ -72,12 +101,15 @@ def main() -> None:
         profile_path.unlink(missing_ok=True)
         sampler = py_spy(os.getpid(), profile_path)
         time.sleep(1)
+    if args.instructions:
+        _callgrind("--instr=on")
     machine_before, own_before, started = cpu_seconds(), _own_cpu(), time.perf_counter()
     failed = 0
     for lead in timed:
         outcome = report_generate(lead=lead, cache_lookup=False, partial=True)
         failed += outcome.report is None
     wall, own = time.perf_counter() - started, _own_cpu() - own_before
+    instructions = _callgrind_instructions() if args.instructions else 0
     machine = cpu_spent(machine_before, cpu_seconds())
 
     count = len(timed)
@@ -86,6 +118,8 @@ def main() -> None:
     figures.add("this process's CPU per report", f"{own / count * 1000:.2f} ms")
     figures.add("PostgreSQL's CPU per report", f"{machine.get('postgres', 0.0) / count * 1000:.2f} ms")
     figures.add("wall time per report", f"{wall / count * 1000:.2f} ms")
+    if args.instructions:
+        figures.add("instructions per report (callgrind)", f"{instructions / count / 1e6:.3f} M")
     if sampler is not None:
         sampler.send_signal(signal.SIGINT)
         sampler.wait(timeout=60)

@@ -195,8 +195,9 @@ class _ReportRun:
         self.errors: list[ProviderError] = []
         # The lead's own problems, when the report is built without their sections (partial).
         self.missing: list[ProviderError] = []
-        self.unsaved_calls: list[ProviderCall] = []
-        self.unsaved_results: list[ProviderResult] = []
+        # Rows for writes.insert, by field attname.
+        self.unsaved_calls: list[dict] = []
+        self.unsaved_results: list[dict] = []
 
     def run(self) -> ReportOutcome:
         names = applicable_providers(has_website=bool(self.lead.website), has_email=bool(self.lead.email))
@@ -285,26 +286,27 @@ class _ReportRun:
 
     def _unwritten_paid(self) -> bool:
         """Whether something paid for (a cache row, or a call that cost money) is not written yet."""
-        return bool(self.unsaved_results) or any(call.cost_usd > 0 for call in self.unsaved_calls)
+        return bool(self.unsaved_results) or any(call["cost_usd"] > 0 for call in self.unsaved_calls)
 
     def _call_row(self, name: str, *, status: str, result: CallResult | None = None, cost=Decimal("0")):
+        """A ProviderCall row."""
         error = result.error if result is not None else None
-        return ProviderCall(
-            provider=name,
-            lead_id=self.info.id,
-            batch_lead_id=self.batch_lead_id,
-            attempt=self.attempt,
-            status=status,
-            http_status=result.http_status if result is not None else None,
-            duration_ms=result.duration_ms if result is not None else 0,
-            cost_usd=cost,
-            input_tokens=result.usage.input_tokens if result is not None else 0,
-            output_tokens=result.usage.output_tokens if result is not None else 0,
-            error_code=error.code[:50] if error else "",
-            error=error.message if error else "",
-            transient=bool(error and error.transient),
-            created_at=self.now,
-        )
+        return {
+            "provider": name,
+            "lead_id": self.info.id,
+            "batch_lead_id": self.batch_lead_id,
+            "attempt": self.attempt,
+            "status": str(status),
+            "http_status": result.http_status if result is not None else None,
+            "duration_ms": result.duration_ms if result is not None else 0,
+            "cost_usd": cost,
+            "input_tokens": result.usage.input_tokens if result is not None else 0,
+            "output_tokens": result.usage.output_tokens if result is not None else 0,
+            "error_code": error.code[:50] if error else "",
+            "error": error.message if error else "",
+            "transient": bool(error and error.transient),
+            "created_at": self.now,
+        }
 
     def _record(self, results: list[CallResult]) -> None:
         """Log the calls and keep their data, to be written by `_flush` or with the report."""
@@ -324,14 +326,14 @@ class _ReportRun:
                 self.data[name] = result.data
                 self.fetched_at[name] = self.now
                 self.unsaved_results.append(
-                    ProviderResult(
-                        provider=name,
-                        subject=provider.subject(self.info),
-                        data=result.data.to_dict(),
-                        fetched_at=self.now,
-                        expires_at=self.now + provider.ttl,
-                        cost_usd=cost,
-                    )
+                    {
+                        "provider": name,
+                        "subject": provider.subject(self.info),
+                        "data": result.data.to_dict(),
+                        "fetched_at": self.now,
+                        "expires_at": self.now + provider.ttl,
+                        "cost_usd": cost,
+                    }
                 )
                 status = ProviderCall.Status.SUCCEEDED
             else:
@@ -348,16 +350,17 @@ class _ReportRun:
         if self.unsaved_results:
             # In key order, so two reports upserting the same rows (leads sharing a domain) lock them in
             # the same order and cannot deadlock.
-            self.unsaved_results.sort(key=lambda result: (result.provider, result.subject))
+            self.unsaved_results.sort(key=lambda result: (result["provider"], result["subject"]))
             statements.append(
                 writes.insert(
+                    ProviderResult,
                     self.unsaved_results,
                     conflict=("provider", "subject"),
                     update=("data", "fetched_at", "expires_at", "cost_usd"),
                 )
             )
         if self.unsaved_calls:
-            statements.append(writes.insert(self.unsaved_calls))
+            statements.append(writes.insert(ProviderCall, self.unsaved_calls))
         return statements
 
     def _written(self) -> None:
@@ -406,7 +409,10 @@ class _ReportRun:
             "UPDATE leads_lead SET last_reported_at = %s WHERE id = %s",
             [connection.ops.adapt_datetimefield_value(self.now), self.lead.pk],
         )
-        report.pk = writes.run([*self._pending_writes(), stamp, writes.insert([report])], returning_id=True)
+        report.pk = writes.run(
+            [*self._pending_writes(), stamp, writes.insert(Report, [writes.model_row(report)])],
+            returning_id=True,
+        )
         report._state.adding, report._state.db = False, "default"
         self._written()
         self.lead.last_reported_at = self.now
