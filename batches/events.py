@@ -24,10 +24,15 @@ GROUP_NAME_FORMAT = "batch-{id}"
 PROGRESS = "batch.progress"
 FINISHED = "batch.finished"
 THROTTLE_SECONDS = 1
+# After losing the shared throttle to another process, how long this one does not ask again.
+LOST_QUIET_SECONDS = THROTTLE_SECONDS / 4
 
-# When this process last won the shared throttle, per batch: within the window no other progress event
-# of the batch can go, so the cache round trip is skipped (every settle asks).
-_won_at: dict[int, float] = {}
+# Until when this process does not ask the shared throttle, per batch (every settle would ask): for the
+# window after it won (no other progress event of the batch can go in it), and for LOST_QUIET_SECONDS
+# after another process won (its window ends within THROTTLE_SECONDS; whoever asks first after that
+# wins, so a progress event still goes at least every THROTTLE_SECONDS + LOST_QUIET_SECONDS while leads
+# settle).
+_quiet_until: dict[int, float] = {}
 
 
 def batch_group(batch_id: int) -> str:
@@ -56,21 +61,20 @@ def _throttle_passes(batch_id: int) -> bool:
     read, whereas an exception here would fail the settle that called it.
     """
     now = time.monotonic()
-    if now - _won_at.get(batch_id, float("-inf")) < THROTTLE_SECONDS:
+    if now < _quiet_until.get(batch_id, float("-inf")):
         return False
     try:
         won = cache.add(f"batch-event-throttle:{batch_id}", 1, timeout=THROTTLE_SECONDS)
     except Exception:
         logger.warning("event throttle unavailable for batch %s; sending anyway", batch_id, exc_info=True)
         return True
-    if won:
-        _won_at[batch_id] = now
+    _quiet_until[batch_id] = now + (THROTTLE_SECONDS if won else LOST_QUIET_SECONDS)
     return won
 
 
 def throttle_reset() -> None:
     """Forget this process's throttle windows (tests clear the shared cache between cases)."""
-    _won_at.clear()
+    _quiet_until.clear()
 
 
 def _send(batch_id: int, message: dict) -> None:

@@ -110,8 +110,11 @@ def latency_ms(provider: str, subject: str, attempt: int) -> float:
 
 def transient_failure(provider: str, subject: str, attempt: int) -> str | None:
     """ "503", "429", "timeout" or None: whether and how this attempt fails."""
+    rate = failure_rate(provider)
+    if rate <= 0:
+        return None
     seed = settings.SANDBOX_SEED
-    if _unit(seed, provider, subject, attempt, "fail") >= failure_rate(provider):
+    if _unit(seed, provider, subject, attempt, "fail") >= rate:
         return None
     kind = _unit(seed, provider, subject, attempt, "kind")
     if kind < SHARE_503:

@@ -73,3 +73,26 @@ def test_an_unreachable_throttle_cache_sends_rather_than_breaking_the_caller(
     batch.refresh_from_db()
     assert batch.seq == 2
     assert "event throttle unavailable" in caplog.text
+
+
+def test_a_process_that_lost_the_throttle_does_not_ask_again_for_a_quarter_of_its_window(
+    listener, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Another process's progress event holds the window: every settle here would ask the cache."""
+    from django.core.cache import cache
+
+    from batches import events
+
+    clock = [1000.0]
+    monkeypatch.setattr(events.time, "monotonic", lambda: clock[0])
+    batch = BatchReport.objects.create(name="b", provider_mode="sandbox")
+    key = f"batch-event-throttle:{batch.pk}"
+    assert cache.add(key, 1, timeout=events.THROTTLE_SECONDS)  # the other process won
+    with django_capture_on_commit_callbacks(execute=False):
+        assert not batch_event_emit(batch_id=batch.pk)
+        cache.delete(key)  # its window is over
+        clock[0] += events.LOST_QUIET_SECONDS * 0.9
+        assert not batch_event_emit(batch_id=batch.pk)  # not asked: still quiet after the loss
+        clock[0] += events.LOST_QUIET_SECONDS * 0.2
+        assert batch_event_emit(batch_id=batch.pk)  # asked again, and won
+        assert not batch_event_emit(batch_id=batch.pk)
