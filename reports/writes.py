@@ -2,12 +2,13 @@
 
 Building INSERTs through the ORM costs far more CPU than the database needs to run them, and a batch
 runs these for every lead. Rows are dicts by field attname (no model instances for the call log and
-the cache rows). What is stored is what the ORM would store: a value is prepared by its model field
-(`get_db_prep_save`) unless it already is of the very type that preparation hands to psycopg on
-PostgreSQL; JSON fields without an encoder of their own are written with orjson rather than the stdlib's
-json (a report's content and its providers' results are its largest values): the same JSON values,
-several times faster. The statements of one write go as a single statement (data-modifying CTEs),
-atomic without a transaction block.
+the cache rows), and an INSERT's rows go as a single JSON parameter, encoded by orjson and read back by
+PostgreSQL into the columns' types, instead of one parameter per value for psycopg to adapt.
+
+What is stored is what the ORM would store: a value is prepared by its model field
+(`get_db_prep_save`) unless it already is of the very type that preparation returns on PostgreSQL,
+and a JSON field's value (without an encoder of its own) is the JSON it would be. The statements of one
+write go as a single statement (data-modifying CTEs), atomic without a transaction block.
 """
 
 from __future__ import annotations
@@ -19,23 +20,22 @@ from decimal import Decimal
 
 import orjson
 from django.db import DEFAULT_DB_ALIAS, connections, models
-from psycopg import _queries as psycopg_queries
 from psycopg.types.json import Jsonb
 
-# psycopg caches how it splits a statement around its placeholders only for statements of at most 50
-# parameters (its MAX_CACHED_STATEMENT_PARAMS); a report's writes reach ~110 (cache rows and call log in
-# one statement), for every lead of a batch. Without the cache each is parsed again every time.
-if psycopg_queries.MAX_CACHED_STATEMENT_PARAMS < 200:
-    psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = 200
+
+def _json_default(value):
+    """A column's value that JSON has no type for."""
+    if isinstance(value, Decimal):
+        # Exact: numeric reads the digits.
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot be written as a JSON row value")
 
 
-# As json.dumps: keys that are not strings are written as strings.
-_json_dumps = functools.partial(orjson.dumps, option=orjson.OPT_NON_STR_KEYS)
+_dumps = functools.partial(orjson.dumps, default=_json_default)
 
-# The Python types a field's `get_db_prep_save` hands to psycopg unchanged on PostgreSQL, by the field's
-# internal type: a value of exactly that type skips the field's preparation (its to_python and
-# get_prep_value calls, a good part of a report's CPU, for a hundred values per report) and is stored as
-# the ORM would store it. Any other value (None included) goes through the field.
+# The Python types a field's `get_db_prep_save` returns unchanged on PostgreSQL, by the field's internal
+# type: a value of exactly that type skips the field's preparation (its to_python and get_prep_value
+# calls, for a hundred values per report). Any other value (None included) goes through the field.
 _OWN_TYPES: dict[str, type] = {
     "CharField": str,
     "TextField": str,
@@ -58,10 +58,17 @@ class _Column:
     json: bool
 
     def value(self, value, connection):
+        """The value as the row's JSON holds it: a JSON field's value itself (nested), else what the
+        field would hand to psycopg."""
         if type(value) is self.own_type and (self.own_type is not datetime or value.tzinfo is not None):
             return value
-        if self.json and value is not None:
-            return Jsonb(value, dumps=_json_dumps)
+        if self.json:
+            # Encoded on its own, without the Decimal default: what json.dumps cannot write is refused.
+            return (
+                None
+                if value is None
+                else orjson.Fragment(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+            )
         return self.field.get_db_prep_save(value, connection)
 
 
@@ -92,6 +99,26 @@ def model_row(obj: models.Model) -> dict:
     return {column.field.attname: column.field.pre_save(obj, add=True) for column in _columns(type(obj))}
 
 
+@functools.cache
+def _insert_sql(model: type[models.Model], conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    columns = _columns(model)
+    names = ", ".join(quote(column.field.column) for column in columns)
+    record = ", ".join(
+        f"{quote(column.field.column)} {column.field.db_type(connection)}" for column in columns
+    )
+    # Table, column names and types from the model, quoted; the rows are the one parameter.
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({names})"  # noqa: S608
+        f" SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS r ({record})"
+    )
+    if conflict:
+        updates = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in update)
+        sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO UPDATE SET {updates}"
+    return sql
+
+
 def insert(
     model: type[models.Model],
     rows: list[dict],
@@ -103,29 +130,26 @@ def insert(
     a field missing from a row gets its default.
 
     With `conflict` (the columns of a unique constraint), a row that exists gets the `update` fields
-    from the new one instead (ON CONFLICT ... DO UPDATE).
+    from the new one instead (ON CONFLICT ... DO UPDATE). The rows go as one JSON array, read back into
+    the columns' own types by `jsonb_to_recordset` (their typmods too: a string longer than its column
+    is refused as by a plain INSERT), so the statement's text is the same for any number of rows.
     """
     # The connection itself rather than the `connection` proxy, which looks it up on every attribute.
     connection = connections[DEFAULT_DB_ALIAS]
     columns = _columns(model)
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    table = quote(model._meta.db_table)
-    names = ", ".join(quote(column.field.column) for column in columns)
-    # Table and column names from the model, quoted; every value is a parameter.
-    sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * len(rows))}"  # noqa: S608
-    if conflict:
-        updates = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in update)
-        sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO UPDATE SET {updates}"
-    params = [
-        column.value(
-            values[column.field.attname] if column.field.attname in values else column.field.get_default(),
-            connection,
-        )
+    records = [
+        {
+            column.field.column: column.value(
+                values[column.field.attname]
+                if column.field.attname in values
+                else column.field.get_default(),
+                connection,
+            )
+            for column in columns
+        }
         for values in rows
-        for column in columns
     ]
-    return Statement(sql, params)
+    return Statement(_insert_sql(model, conflict, update), [Jsonb(records, dumps=_dumps)])
 
 
 def run(inserts: list[Statement], *, returning_id: bool = False) -> int | None:

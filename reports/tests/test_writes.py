@@ -124,3 +124,26 @@ def test_a_model_row_is_what_a_save_would_write(lead_factory):
     report.save()
 
     assert _stored(Report, pk) == _stored(Report, report.pk)
+
+
+def test_a_value_too_long_for_its_column_is_refused_as_by_the_orm(lead_factory):
+    from django.db import DataError, transaction
+
+    row = {**CALLS[0], "lead_id": lead_factory().pk, "error_code": "x" * 51}
+
+    with pytest.raises(DataError, match="too long"), transaction.atomic():
+        _insert(ProviderCall, row)
+    with pytest.raises(DataError, match="too long"), transaction.atomic():
+        ProviderCall.objects.create(**row)
+    assert not ProviderCall.objects.exists()
+
+
+def test_rows_of_any_number_share_one_statement_text(lead_factory):
+    lead = lead_factory()
+    one = writes.insert(ProviderCall, [{"provider": "website", "lead_id": lead.pk}])
+    three = writes.insert(ProviderCall, [{"provider": "website", "lead_id": lead.pk}] * 3)
+
+    writes.run([one, three])
+
+    assert one.sql == three.sql and len(three.params) == 1
+    assert ProviderCall.objects.filter(lead=lead).count() == 4
