@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -158,7 +159,8 @@ def _subject_of(provider: str, request: httpx.Request) -> tuple[str, dict[str, A
         body = orjson.loads(request.content or b"{}")
         return str(body.get("user") or hashlib.sha256(request.content).hexdigest()[:16]), body
     if provider in (Provider.PAGESPEED, Provider.SCREENSHOT):
-        return _host_to_domain(httpx.URL(params.get("url", "")).host), None
+        # The host of the page asked about (urllib's split costs a tenth of an httpx.URL).
+        return _host_to_domain(urlsplit(params.get("url", "")).hostname or ""), None
     if provider in (Provider.SEMRUSH, Provider.HUNTER):
         return _host_to_domain(params.get("domain", "")), None
     return _host_to_domain(request.url.host), None
