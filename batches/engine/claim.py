@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from batches.costs import worst_case_cost
 from batches.models import BatchReportLead
+from reports.providers.base import LeadInfo
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ class PricedAhead:
         rows = list(
             BatchReportLead.objects.filter(due, batch_id=batch_id, status=BatchReportLead.Status.PENDING)
             .select_related("lead")
+            # What the claim and the report read, nothing more: every lead is read by every runner.
+            .only("lead", *(f"lead__{name}" for name in LeadInfo.LEAD_FIELDS))
             .order_by("position")[: count or self.rows]
         )
         amounts, valid_until, uncached = (

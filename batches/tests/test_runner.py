@@ -485,6 +485,27 @@ def test_a_first_attempt_priced_with_nothing_cached_skips_the_cache_lookup_unles
     assert statuses["llm"] == "succeeded"
 
 
+def test_a_claimed_lead_is_reported_on_without_reading_its_row_again():
+    """The claim loads only the lead fields a report reads: touching any other would cost a query per
+    lead, in every runner."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reports.selectors import price_table
+
+    [lead] = make_leads(1)
+    lead.city, lead.state = "Fresno", "CA"
+    lead.save()
+    batch = launch([lead])
+    claim = claim_next(batch_id=batch.pk, owner=new_owner(), prices=price_table())
+    assert claim.lead.get_deferred_fields()  # loaded with only some of its fields
+    with CaptureQueriesContext(connection) as queries:
+        assert settle(claim, process(claim)) == S.SUCCEEDED
+    assert not [q["sql"] for q in queries if q["sql"].startswith("SELECT") and '"leads_lead"' in q["sql"]]
+    report = BatchReportLead.objects.get(pk=claim.row_id).report
+    assert report.data["location"] == "Fresno, CA"
+
+
 def test_a_settle_is_one_statement_when_no_progress_event_is_due():
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -74,6 +74,19 @@ class ProviderError(Exception):
 class LeadInfo:
     """The part of a lead the providers need, copied out of the ORM object before any async work."""
 
+    # The Lead fields a report reads (these, and nothing else of the lead): a caller loading many leads
+    # to report on may load only these.
+    LEAD_FIELDS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "company_name",
+        "website",
+        "domain",
+        "email",
+        "industry",
+        "city",
+        "state",
+    )
+
     id: int
     company_name: str
     website: str
