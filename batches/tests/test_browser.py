@@ -51,8 +51,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The application name of the servers' database sessions (libpq reads PGAPPNAME), so that a test can
+# wait for theirs to end without counting its own (its pool keeps some open).
+SUBPROCESS_APPLICATION = "leadgen-test-server"
+
+
 def subprocess_env() -> dict[str, str]:
     env = {
+        "PGAPPNAME": SUBPROCESS_APPLICATION,
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "leadgen.settings",
         "DATABASE_URL": database_url(connection.settings_dict),
@@ -118,7 +124,7 @@ def servers(django_db_setup, transactional_db, tmp_path):
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop the cluster and its worker processes, then wait until their database sessions are gone."""
+    """Stop the cluster and its worker processes, then wait until the servers' database sessions are gone."""
     os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(3)
@@ -130,7 +136,8 @@ def stop_process_group(process: subprocess.Popen) -> None:
         while time.monotonic() < deadline:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " WHERE datname = current_database() AND application_name = %s",
+                [SUBPROCESS_APPLICATION],
             )
             if cursor.fetchone()[0] == 0:
                 return
